@@ -1,0 +1,46 @@
+"""A Markdown table comparing trained models from their ``metrics/<model>.json`` files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .io_utils import atomic_write_text
+
+# Figures of the published study (entity F1 on its evaluation split), for side-by-side tables.
+STUDY_F1 = {"llm_pure": 0.475, "init_12": 0.653, "gold": 0.890}
+
+
+def model_table(metrics: list[dict]) -> str:
+    lines = [
+        "| model | train data | dev loss | dev acc | dev F1 | test loss | test acc | test P | test R "
+        "| **test F1** | study F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in metrics:
+        dev, test = result["dev"], result["test"]
+        study = STUDY_F1.get(result.get("study_name", result["model"]))
+        lines.append(
+            f"| {result['model']} | {result.get('train_data', '')} | {dev['loss']:.3f} | "
+            f"{dev['accuracy']:.4f} | {dev['f1']:.4f} | {test['loss']:.3f} | {test['accuracy']:.4f} | "
+            f"{test['precision']:.4f} | {test['recall']:.4f} | **{test['f1']:.4f}** | "
+            f"{'' if study is None else f'{study:.3f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(
+    metrics_files: list[Path] = typer.Argument(..., help="metrics/<model>.json files"),
+    output: Path = typer.Option(..., "--output", "-o", help="Markdown output"),
+) -> None:
+    """Write the comparison table of the given models."""
+    results = [json.loads(path.read_text()) for path in metrics_files if path.exists()]
+    table = model_table(results)
+    atomic_write_text(output, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -104,10 +104,10 @@ def comparison_table(result: dict[str, Any], name_a: str, name_b: str) -> str:
     boot = result["bootstrap"]
     lines.append("")
     lines.append(
-        f"Paired bootstrap over {result['n_sentences']:,} sentences ({boot['n_resamples']} resamples, "
-        f"seed {boot['seed']}): F1({name_b}) - F1({name_a}) 95% CI "
-        f"[{boot['ci95_low']:+.4f}, {boot['ci95_high']:+.4f}]; share of resamples where {name_b} is "
-        f"not better: {boot['p_b_not_better']:.3f}"
+        f"Paired bootstrap over {result['n_sentences']:,} sentences "
+        f"({boot['n_resamples']} resamples, seed {boot['seed']}): "
+        f"F1({name_b}) - F1({name_a}) 95% CI [{boot['ci95_low']:+.4f}, {boot['ci95_high']:+.4f}]; "
+        f"share of resamples where {name_b} is not better: {boot['p_b_not_better']:.3f}"
     )
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,1 @@
+"""Active learning: uncertainty strategies, batch selection, pool scoring, checkpoints, the loop."""

@@ -1,0 +1,213 @@
+"""Query strategies: how uncertain the tagger is about each pool sentence.
+
+One small contract, as in small-text: a strategy turns the model's predictions for the pool
+(``PoolPredictions``) into one score per sentence, **higher meaning more uncertain** (ask the
+experts first). Selecting a batch from the scores is a separate step
+(``scripts/al/selection.py``), so each strategy is a few lines. Every strategy has a readable
+``__str__`` used in logs and result files.
+
+Sentence-level definitions (``p_t`` is token ``t``'s tag distribution, ``y_t`` its tag on the
+predicted sequence, i.e. the constrained-Viterbi path, ``H`` the entropy in nats):
+
+=================  ====================================================================
+entropy            mean over tokens of ``H(p_t)`` (the study's measure)
+max-entropy        max over tokens of ``H(p_t)``
+least-confidence   ``1 - prod_t p_t(y_t)``: one minus the probability of the predicted sequence
+margin             ``1 - min_t (p_t(first) - p_t(second))``: the most ambiguous token decides
+mnlp               ``-(1/n) sum_t log p_t(y_t)``: maximum normalised log-probability, negated
+bald               mean over tokens of ``H(mean_s p_t^s) - mean_s H(p_t^s)`` over MC dropout
+                   samples ``s`` (mutual information between the tag and the weights)
+random             a seeded uniform number per sentence id (the baseline)
+=================  ====================================================================
+
+An empty sentence scores 0 with every uncertainty strategy.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy
+
+_LOG_FLOOR = 1e-12
+
+
+class UnknownStrategyError(ValueError):
+    """A strategy name that is not in ``STRATEGIES``."""
+
+
+class MissingSamplesError(ValueError):
+    """A strategy needs Monte Carlo dropout samples that the predictions do not carry."""
+
+
+@dataclass
+class PoolPredictions:
+    """What the tagger says about each pool sentence: the input of every strategy.
+
+    sent_ids (List[int]): The sentence ids, one per sentence.
+    probs (List[numpy.ndarray]): Per sentence, the (n_tokens, n_tags) predictive distribution (the
+        mean of the MC samples when there are samples).
+    paths (List[numpy.ndarray]): Per sentence, the (n_tokens,) predicted tag ids (Viterbi path).
+    samples (Optional[List[numpy.ndarray]]): Per sentence, (n_samples, n_tokens, n_tags) Monte
+        Carlo dropout samples (BALD).
+    round (int): The active learning iteration (seeds the random baseline).
+    """
+
+    sent_ids: list[int]
+    probs: list[numpy.ndarray]
+    paths: list[numpy.ndarray]
+    samples: list[numpy.ndarray] | None = None
+    round: int = 0
+
+    def __post_init__(self) -> None:
+        n = len(self.sent_ids)
+        sizes = [len(self.probs), len(self.paths)]
+        if self.samples is not None:
+            sizes.append(len(self.samples))
+        if any(size != n for size in sizes):
+            raise ValueError(f"{n} sentence ids but per-sentence arrays of lengths {sizes}")
+
+    def __len__(self) -> int:
+        return len(self.sent_ids)
+
+
+def entropy(probs: numpy.ndarray, axis: int = -1) -> numpy.ndarray:
+    """Entropy in nats along ``axis`` (``0 log 0 = 0``)."""
+    p = numpy.asarray(probs, dtype=numpy.float64)
+    return -(p * numpy.log(numpy.maximum(p, _LOG_FLOOR))).sum(axis=axis)
+
+
+def path_log_probs(probs: numpy.ndarray, path: numpy.ndarray) -> numpy.ndarray:
+    """``log p_t(y_t)`` of each token on a tag path."""
+    picked = numpy.asarray(probs, dtype=numpy.float64)[numpy.arange(len(path)), path]
+    return numpy.log(numpy.maximum(picked, _LOG_FLOOR))
+
+
+def _per_sentence(
+    values: Sequence[numpy.ndarray], reduce: Callable[[numpy.ndarray], float]
+) -> numpy.ndarray:
+    """One float per sentence from per-token values; 0.0 for an empty sentence."""
+    return numpy.asarray([float(reduce(v)) if len(v) else 0.0 for v in values], dtype=numpy.float64)
+
+
+class QueryStrategy(ABC):
+    """Scores pool sentences: higher means more uncertain, so asked first."""
+
+    #: Monte Carlo dropout samples the strategy needs (0: the deterministic prediction).
+    mc_samples: int = 0
+    mc_dropout: float = 0.0
+
+    @abstractmethod
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): (len(pool),) float64 uncertainty scores."""
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MeanTokenEntropy(QueryStrategy):
+    """Mean token entropy over the sentence's tokens (the study's measure)."""
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        return _per_sentence([entropy(p) for p in pool.probs], numpy.mean)
+
+
+class MaxTokenEntropy(QueryStrategy):
+    """The entropy of the sentence's most uncertain token."""
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        return _per_sentence([entropy(p) for p in pool.probs], numpy.max)
+
+
+class LeastConfidence(QueryStrategy):
+    """One minus the probability of the predicted (Viterbi) tag sequence."""
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        log_probs = [path_log_probs(p, y) for p, y in zip(pool.probs, pool.paths, strict=True)]
+        return _per_sentence(log_probs, lambda lp: 1.0 - numpy.exp(lp.sum()))
+
+
+class SmallestMargin(QueryStrategy):
+    """One minus the smallest gap between a token's two most probable tags."""
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        top_two = [numpy.sort(numpy.asarray(p, dtype=numpy.float64))[:, -2:] for p in pool.probs]
+        return _per_sentence(top_two, lambda t: 1.0 - (t[:, 1] - t[:, 0]).min())
+
+
+class MNLP(QueryStrategy):
+    """Maximum normalised log-probability (Shen et al. 2018), negated: the mean negative log
+    probability of the predicted (Viterbi) tags."""
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        log_probs = [path_log_probs(p, y) for p, y in zip(pool.probs, pool.paths, strict=True)]
+        return _per_sentence(log_probs, lambda lp: -lp.mean())
+
+
+class BALD(QueryStrategy):
+    """Bayesian active learning by disagreement with Monte Carlo dropout (Houlsby et al. 2011;
+    Gal et al. 2017): the mean over tokens of the mutual information between tag and weights."""
+
+    def __init__(self, mc_samples: int = 10, mc_dropout: float = 0.1) -> None:
+        if mc_samples < 2:
+            raise ValueError(f"BALD needs at least 2 Monte Carlo samples, not {mc_samples}")
+        if not 0.0 < mc_dropout < 1.0:
+            raise ValueError(f"BALD needs a dropout rate in (0, 1), not {mc_dropout}")
+        self.mc_samples, self.mc_dropout = mc_samples, mc_dropout
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        if pool.samples is None:
+            raise MissingSamplesError(f"{self} needs Monte Carlo dropout samples")
+        mutual_information = [
+            entropy(s.mean(axis=0)) - entropy(s).mean(axis=0) for s in pool.samples
+        ]
+        return _per_sentence(mutual_information, lambda mi: numpy.maximum(mi, 0.0).mean())
+
+    def __str__(self) -> str:
+        return f"BALD(mc_samples={self.mc_samples}, mc_dropout={self.mc_dropout})"
+
+
+class RandomSampling(QueryStrategy):
+    """The baseline: a uniform number per sentence id, from ``seed`` and the round only (the same
+    sentence gets the same number whatever the order or the size of the pool)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        if not len(pool):
+            return numpy.zeros(0)
+        ids = numpy.asarray(pool.sent_ids, dtype=numpy.int64)
+        if ids.min() < 0:
+            raise ValueError("sentence ids must not be negative")
+        draws = numpy.random.default_rng([self.seed, pool.round]).random(int(ids.max()) + 1)
+        return draws[ids]
+
+    def __str__(self) -> str:
+        return f"RandomSampling(seed={self.seed})"
+
+
+STRATEGIES: dict[str, type[QueryStrategy]] = {
+    "entropy": MeanTokenEntropy,
+    "max-entropy": MaxTokenEntropy,
+    "least-confidence": LeastConfidence,
+    "margin": SmallestMargin,
+    "mnlp": MNLP,
+    "bald": BALD,
+    "random": RandomSampling,
+}
+
+
+def make_strategy(
+    name: str, *, seed: int = 0, mc_samples: int = 10, mc_dropout: float = 0.1
+) -> QueryStrategy:
+    """The strategy registered under ``name`` (see ``STRATEGIES``)."""
+    if name not in STRATEGIES:
+        raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)}")
+    if name == "bald":
+        return BALD(mc_samples=mc_samples, mc_dropout=mc_dropout)
+    if name == "random":
+        return RandomSampling(seed=seed)
+    return STRATEGIES[name]()

@@ -1,0 +1,335 @@
+"""Compare query strategies: the same active learning loop, from the same initial model, once per
+strategy (entropy, the others, and the random baseline).
+
+Writes one PNG with dev F1 against expert sentences added for every strategy on the same axes, and
+a table (Markdown and JSON) of the expert sentences each strategy needed to reach a target dev F1
+(by default 95% of the gold model's, read from a metrics JSON such as ``metrics/gold.json``) and
+their ratio to random. Each strategy's loop runs in its own folder and resumes like ``al_loop``.
+Test is never used to compare or choose: only the chosen checkpoint (highest dev F1) of one
+strategy is scored on test, and only with ``--evaluate-test``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import typer
+from wasabi import msg
+
+from .al.checkpoints import ResumeError
+from .al.loop import (
+    STUDY_SETTINGS,
+    LoopSettings,
+    evaluate_chosen_on_test,
+    run_loop,
+    with_input_hashes,
+)
+from .al.selection import EmptyPoolError
+from .al.strategies import STRATEGIES, UnknownStrategyError
+from .io_utils import atomic_path, atomic_write_json, atomic_write_text
+from .kfold import read_dev_f1
+from .mix import ExpertPoolError, read_expert_ids
+
+DEFAULT_STRATEGIES = tuple(STRATEGIES)
+RANDOM = "random"
+
+
+def sentences_to_reach(history: dict[str, Any], target_f1: float) -> int | None:
+    """Expert sentences added (by the loop) at the first iteration whose dev F1 reaches
+    ``target_f1``; None when no iteration does."""
+    for entry in history["iterations"]:
+        if entry["dev"]["f1"] >= target_f1:
+            return int(entry["n_added"])
+    return None
+
+
+def curve_area(history: dict[str, Any]) -> float:
+    """Mean dev F1 over the iterations (a learning-curve area, 0 when there are none)."""
+    values = [entry["dev"]["f1"] for entry in history["iterations"]]
+    return sum(values) / len(values) if values else 0.0
+
+
+def compare_histories(
+    histories: dict[str, dict[str, Any]], target_f1: float | None
+) -> list[dict[str, Any]]:
+    """One row per strategy: sentences needed to reach the target, their ratio to random, the
+    final and best dev F1, the learning-curve area and the speed."""
+    needed = {
+        name: sentences_to_reach(history, target_f1) if target_f1 is not None else None
+        for name, history in histories.items()
+    }
+    random_needed = needed.get(RANDOM)
+    rows = []
+    for name, history in histories.items():
+        iterations = history["iterations"]
+        later = iterations[1:]
+        ratio = None
+        if needed[name] is not None and random_needed:
+            ratio = needed[name] / random_needed
+        rows.append(
+            {
+                "strategy": name,
+                "description": history["strategy"],
+                "n_initial_expert": history["n_initial_expert"],
+                "iterations": len(later),
+                "stopped": history["stopped"],
+                "final_n_added": iterations[-1]["n_added"],
+                "final_dev_f1": iterations[-1]["dev"]["f1"],
+                "best_dev_f1": history["chosen"]["dev"]["f1"],
+                "best_checkpoint": history["chosen"]["checkpoint"],
+                "curve_area": curve_area(history),
+                "sentences_to_target": needed[name],
+                "ratio_to_random": ratio,
+                "seconds_per_iteration": (
+                    sum(e["seconds"]["iteration"] for e in later) / len(later) if later else None
+                ),
+                "scoring_sentences_per_second": (
+                    sum(e["scoring"]["sentences_per_second"] for e in later) / len(later)
+                    if later
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_markdown(result: dict[str, Any]) -> str:
+    target = result["target"]
+    lines = ["# Active learning: query strategies compared (dev)", ""]
+    if target["f1"] is not None:
+        lines.append(f"Target: dev F1 ≥ {target['f1']:.4f} ({target['description']}).")
+    else:
+        lines.append("No target given: only the curves are compared.")
+    lines += [
+        "",
+        "| strategy | sentences added to reach the target | ratio to random | iterations "
+        "| added | final dev F1 | best dev F1 | mean dev F1 over iterations | s / iteration "
+        "| scoring sentences/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        reached = row["sentences_to_target"]
+        lines.append(
+            f"| {row['strategy']} | {'not reached' if reached is None else reached} | "
+            f"{_number(row['ratio_to_random'], 2)} | {row['iterations']} | "
+            f"{row['final_n_added']} | {_number(row['final_dev_f1'])} | "
+            f"{_number(row['best_dev_f1'])} | {_number(row['curve_area'])} | "
+            f"{_number(row['seconds_per_iteration'], 1)} | "
+            f"{_number(row['scoring_sentences_per_second'], 1)} |"
+        )
+    lines += [
+        "",
+        f"Every strategy starts from the same model with {result['n_initial_expert']} initial "
+        "expert sentences; 'sentences added' counts the sentences the loop added on top.",
+    ]
+    if result.get("test"):
+        test = result["test"]
+        lines.append(
+            f"\nChosen checkpoint ({test['strategy']}, {test['checkpoint']}, by dev F1): "
+            f"test F1 {test['test']['f1']:.4f}, dev F1 {test['dev']['f1']:.4f}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(
+    histories: dict[str, dict[str, Any]], path: Path, target_f1: float | None = None
+) -> Path:
+    """Dev F1 against expert sentences added, one line per strategy; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, history in histories.items():
+        points = [(e["n_added"], e["dev"]["f1"]) for e in history["iterations"]]
+        style = {"linestyle": "--", "color": "black"} if name == RANDOM else {}
+        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name, **style)
+    if target_f1 is not None:
+        ax.axhline(target_f1, color="grey", linestyle=":", label=f"target ({target_f1:.3f})")
+    ax.set_xlabel("expert sentences added by active learning")
+    ax.set_ylabel("dev entity F1 (seqeval)")
+    ax.set_title("Active learning: query strategies")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)
+    return Path(path)
+
+
+def resolve_target(
+    gold_metrics: Path | None, target_fraction: float, target_f1: float | None
+) -> dict[str, Any]:
+    if target_f1 is not None:
+        return {"f1": target_f1, "description": "given"}
+    reference = read_dev_f1(gold_metrics)
+    if reference is None:
+        return {"f1": None, "description": "none"}
+    return {
+        "f1": target_fraction * reference["f1"],
+        "description": f"{100 * target_fraction:g}% of {reference['model']}'s dev F1 "
+        f"{reference['f1']:.4f} ({reference['path']})",
+        "reference": reference,
+    }
+
+
+def run_comparison(
+    settings: LoopSettings,
+    output_dir: Path,
+    strategies: Sequence[str],
+    *,
+    target: dict[str, Any],
+    evaluate_test: Path | None = None,
+    chosen_strategy: str = "entropy",
+    output: Path | None = None,
+    table: Path | None = None,
+    plot: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the loop once per strategy, then write the JSON, table and plot."""
+    if not strategies:
+        raise UnknownStrategyError("give at least one strategy")
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
+    if evaluate_test is not None and chosen_strategy not in strategies:
+        raise UnknownStrategyError(f"--chosen-strategy {chosen_strategy!r} is not compared")
+    histories: dict[str, dict[str, Any]] = {}
+    for name in strategies:
+        msg.divider(f"strategy: {name}")
+        histories[name] = run_loop(
+            replace(settings, strategy=name), output_dir / name, progress=progress
+        )
+    result: dict[str, Any] = {
+        "strategies": list(strategies),
+        "target": target,
+        "n_initial_expert": next(iter(histories.values()))["n_initial_expert"],
+        "settings": {k: v for k, v in settings.to_dict().items() if k != "strategy"},
+        "rows": compare_histories(histories, target["f1"]),
+        "curves": {
+            name: [
+                {"n_added": e["n_added"], "dev": e["dev"], "checkpoint": e["checkpoint"]}
+                for e in history["iterations"]
+            ]
+            for name, history in histories.items()
+        },
+        "test": None,
+    }
+    if evaluate_test is not None:
+        result["test"] = evaluate_chosen_on_test(output_dir / chosen_strategy, evaluate_test)
+    atomic_write_json(output or output_dir / "comparison.json", result)
+    atomic_write_text(table or output_dir / "comparison.md", comparison_markdown(result))
+    plot_comparison(histories, plot or output_dir / "comparison.png", target["f1"])
+    return result
+
+
+def main(
+    cheap_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Cheap DocBin"),
+    gold_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold train DocBin"),
+    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold dev DocBin"),
+    output_dir: Path = typer.Argument(..., help="One loop folder per strategy"),
+    init_model: Path = typer.Option(
+        ..., "--init-model", exists=True, file_okay=False, help="The initial model (all start here)"
+    ),
+    initial_expert_ids: Path | None = typer.Option(
+        None,
+        "--initial-expert-ids",
+        exists=True,
+        dir_okay=False,
+        help="The init model's expert ids (e.g. corpus/mixed/init_12.json)",
+    ),
+    strategies: str = typer.Option(
+        ",".join(DEFAULT_STRATEGIES), help="Comma-separated strategies (random is the baseline)"
+    ),
+    gold_metrics: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Metrics JSON of the gold model ({'dev': {'f1'}})"
+    ),
+    target_fraction: float = typer.Option(0.95, min=0.0, help="Target: this share of gold dev F1"),
+    target_f1: float | None = typer.Option(None, help="Or an absolute target dev F1"),
+    finetune_epochs: int = typer.Option(STUDY_SETTINGS["finetune_epochs"], min=1),
+    batch_to_add: int = typer.Option(STUDY_SETTINGS["batch_to_add"], min=1),
+    improvement_threshold: float = typer.Option(STUDY_SETTINGS["improvement_threshold"]),
+    min_iterations: int = typer.Option(STUDY_SETTINGS["min_iterations"], min=0),
+    max_iterations: int = typer.Option(STUDY_SETTINGS["max_iterations"], min=0),
+    seed: int = typer.Option(0, help="Seed (the same for every strategy)"),
+    mc_samples: int = typer.Option(10, min=2, help="MC dropout passes (bald)"),
+    mc_dropout: float = typer.Option(0.1, min=0.0, max=0.99, help="MC dropout rate (bald)"),
+    max_jaccard: float | None = typer.Option(None, min=0.0, max=1.0, help="Diversity rule"),
+    pool_sample: int = typer.Option(0, min=0, help="Pool sentences scored per iteration (0: all)"),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Retrain every iteration"),
+    pool: str = typer.Option("auto", help="Expert pool: rest, cheap or auto"),
+    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
+    expert_weight: float = typer.Option(1.0, help="Loss weight of the expert sentences"),
+    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
+    keep_checkpoints: int = typer.Option(
+        2, min=0, help="Pipelines kept per strategy: the last N and the best (0: all)"
+    ),
+    evaluate_test: Path | None = typer.Option(
+        None,
+        "--evaluate-test",
+        exists=True,
+        dir_okay=False,
+        help="Score the chosen checkpoint of --chosen-strategy on this test DocBin (once)",
+    ),
+    chosen_strategy: str = typer.Option("entropy", help="Whose chosen checkpoint goes to test"),
+    output: Path | None = typer.Option(None, help="JSON (default OUTPUT_DIR/comparison.json)"),
+    table: Path | None = typer.Option(None, help="Markdown (default OUTPUT_DIR/comparison.md)"),
+    plot: Path | None = typer.Option(None, help="PNG (default OUTPUT_DIR/comparison.png)"),
+    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+) -> None:
+    """Run the active learning loop from one initial model with every strategy and compare the
+    dev F1 curves, the expert sentences needed to reach the target and their ratio to random."""
+    try:
+        settings = LoopSettings(
+            cheap_path=str(cheap_path),
+            gold_path=str(gold_path),
+            dev_path=str(dev_path),
+            init_model=str(init_model),
+            initial_expert_ids=tuple(read_expert_ids(initial_expert_ids))
+            if initial_expert_ids
+            else (),
+            finetune_epochs=finetune_epochs,
+            batch_to_add=batch_to_add,
+            improvement_threshold=improvement_threshold,
+            min_iterations=min_iterations,
+            max_iterations=max_iterations,
+            seed=seed,
+            mc_samples=mc_samples,
+            mc_dropout=mc_dropout,
+            max_jaccard=max_jaccard,
+            pool_sample=pool_sample,
+            from_scratch=from_scratch,
+            pool=pool,
+            cheap_weight=cheap_weight,
+            expert_weight=expert_weight,
+            learn_rate=learn_rate,
+            keep_checkpoints=keep_checkpoints,
+            gpu_id=gpu_id,
+        )
+        result = run_comparison(
+            with_input_hashes(settings),
+            output_dir,
+            [name.strip() for name in strategies.split(",") if name.strip()],
+            target=resolve_target(gold_metrics, target_fraction, target_f1),
+            evaluate_test=evaluate_test,
+            chosen_strategy=chosen_strategy,
+            output=output,
+            table=table,
+            plot=plot,
+        )
+    except (ExpertPoolError, ResumeError, EmptyPoolError, UnknownStrategyError) as err:
+        msg.fail(str(err), exits=1)
+    typer.echo(comparison_markdown(result))
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,214 @@
+"""The active learning loop (``al`` step): pick the sentences the model is least sure about, have
+experts label them (gold labels stand in for them), fine-tune, stop when the gain stalls.
+
+See ``scripts/al/loop.py`` for the loop, ``scripts/al/strategies.py`` for the strategies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from wasabi import msg
+
+from .al.checkpoints import ResumeError
+from .al.loop import (
+    HISTORY_FILE,
+    STUDY_SETTINGS,
+    LoopSettings,
+    evaluate_chosen_on_test,
+    run_loop,
+    with_input_hashes,
+)
+from .al.selection import EmptyPoolError
+from .al.strategies import STRATEGIES, UnknownStrategyError
+from .mix import ExpertPoolError, budget_from_percent, draw_expert_ids, read_expert_ids
+
+# The defaults are the study's loop settings over the whole pool. From a CNN init model
+# (configs/tagger_cnn.cfg), timed on samples on 2 busy CPU cores (load ~7): scoring the 12,004
+# sentence pool ~20 s (590 sentences/s; bald 290/s), fine-tuning ~2,600 words/s (2 epochs of
+# ~22k words ~17 s), dev ~11,600 words/s (~5 s): ~45 s an iteration, ~11 minutes for 15
+# (~16 with bald). A transformer init model on CPU scores ~25 sentences/s and trains ~30x
+# slower: use the GPU var set in the help, or --pool-sample and fewer iterations.
+DEFAULTS = {**STUDY_SETTINGS, "initial_epochs": None, "pool_sample": 0}
+
+
+def resolve_initial_ids(
+    cheap_path: Path,
+    gold_path: Path,
+    ids_path: Path | None,
+    budget_pct: float | None,
+    seed: int,
+    pool: str,
+) -> list[int]:
+    """The initial expert ids: read from a file, drawn at a budget, or none."""
+    if ids_path is not None and budget_pct is not None:
+        raise ExpertPoolError("give --initial-expert-ids or --initial-budget-pct, not both")
+    if ids_path is not None:
+        return read_expert_ids(ids_path)
+    if budget_pct is None:
+        return []
+    from spacy.vocab import Vocab
+
+    from . import corpus_meta as meta
+    from .io_utils import read_docbin
+    from .mix import expert_pool
+
+    vocab = Vocab()
+    cheap_ids = [meta.sent_id(doc) for doc in read_docbin(cheap_path, vocab)]
+    gold_ids = [meta.sent_id(doc) for doc in read_docbin(gold_path, vocab)]
+    budget = budget_from_percent(budget_pct, len(cheap_ids))
+    return draw_expert_ids(expert_pool(cheap_ids, gold_ids, pool), budget, seed)
+
+
+def main(
+    cheap_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Cheap DocBin"),
+    gold_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold train DocBin"),
+    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold dev DocBin"),
+    output_dir: Path = typer.Argument(..., help="Writes checkpoints/ and history.json"),
+    init_model: Path | None = typer.Option(
+        None, "--init-model", exists=True, file_okay=False, help="Start from this pipeline"
+    ),
+    init_config: Path | None = typer.Option(
+        None, "--init-config", exists=True, dir_okay=False, help="Or train one from this config"
+    ),
+    initial_expert_ids: Path | None = typer.Option(
+        None,
+        "--initial-expert-ids",
+        exists=True,
+        dir_okay=False,
+        help="The initial expert ids (JSON list, JSON with 'expert_ids' e.g. "
+        "corpus/mixed/init_12.json, or text)",
+    ),
+    initial_budget_pct: float | None = typer.Option(
+        None, min=0.0, help="Or draw this percentage of the cheap set as initial experts (seeded)"
+    ),
+    initial_epochs: int | None = typer.Option(
+        DEFAULTS["initial_epochs"],
+        min=0,
+        help="Initial training epochs (default: 5 with --init-config, 0 with --init-model)",
+    ),
+    finetune_epochs: int = typer.Option(
+        DEFAULTS["finetune_epochs"], min=1, help="Fine-tuning epochs per iteration"
+    ),
+    batch_to_add: int = typer.Option(
+        DEFAULTS["batch_to_add"], min=1, help="Expert sentences added per iteration"
+    ),
+    improvement_threshold: float = typer.Option(
+        DEFAULTS["improvement_threshold"], help="Stop when the dev F1 gain is below this"
+    ),
+    min_iterations: int = typer.Option(
+        DEFAULTS["min_iterations"], min=0, help="...but not before this many iterations"
+    ),
+    max_iterations: int = typer.Option(
+        DEFAULTS["max_iterations"], min=0, help="Stop after this many iterations"
+    ),
+    strategy: str = typer.Option("entropy", help=f"One of: {', '.join(STRATEGIES)}"),
+    seed: int = typer.Option(0, help="Seed (training, MC dropout, random baseline, pool sample)"),
+    mc_samples: int = typer.Option(10, min=2, help="MC dropout passes (bald)"),
+    mc_dropout: float = typer.Option(0.1, min=0.0, max=0.99, help="MC dropout rate (bald)"),
+    max_jaccard: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="Diversity: pass over candidates this similar to a pick"
+    ),
+    pool_sample: int = typer.Option(
+        DEFAULTS["pool_sample"],
+        min=0,
+        help="Score a seeded random subset of this many pool sentences per iteration (0: all)",
+    ),
+    from_scratch: bool = typer.Option(
+        False, "--from-scratch", help="Retrain from the initial model/config every iteration"
+    ),
+    pool: str = typer.Option("auto", help="Expert pool: rest, cheap or auto (scripts/mix.py)"),
+    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
+    expert_weight: float = typer.Option(1.0, help="Loss weight of the expert sentences"),
+    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
+    dropout: float | None = typer.Option(None, help="Dropout (default: config)"),
+    batch_words: int | None = typer.Option(None, help="Words per batch (default: config)"),
+    scoring_batch_size: int = typer.Option(64, min=1, help="Sentences per scoring pass"),
+    keep_checkpoints: int = typer.Option(
+        0, min=0, help="Keep only the last N pipelines and the best one (0: keep all)"
+    ),
+    evaluate_test: Path | None = typer.Option(
+        None,
+        "--evaluate-test",
+        exists=True,
+        dir_okay=False,
+        help="Score the chosen checkpoint (highest dev F1) on this test DocBin, once, at the end",
+    ),
+    restart: bool = typer.Option(False, "--restart", help="Delete earlier checkpoints first"),
+    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+) -> None:
+    """Run (or resume) the active learning loop.
+
+    Each iteration scores the remaining expert pool with the strategy, adds the top
+    --batch-to-add sentences (distinct token sequences) with their gold labels to the training
+    set (cheap + initial experts + added so far), fine-tunes the previous iteration's pipeline,
+    scores it on dev and saves checkpoints/active_iter_{i}_added_{n} with a manifest; it stops
+    when the dev F1 gain is below --improvement-threshold after --min-iterations, or at
+    --max-iterations. A killed run continues from its last finished iteration.
+
+    Defaults: the study's loop settings (batch of 10, 2 fine-tuning epochs, threshold 0.00005
+    after 10 iterations, at most 15; initial training 5 epochs with --init-config), which
+    finish in about 11 minutes on 2 CPU cores from a CNN init model (16 with bald; estimated
+    from timed samples). GPU var set (the study: bert-base-cased + BiLSTM, init model trained with
+    configs/tagger_trf_gpu.cfg): --init-model training/init_12/model-best --initial-expert-ids
+    corpus/mixed/init_12.json --strategy entropy --batch-to-add 10 --finetune-epochs 2
+    --improvement-threshold 0.00005 --min-iterations 10 --max-iterations 15 --pool-sample 0
+    --gpu-id 0
+    """
+    try:
+        ids = resolve_initial_ids(
+            cheap_path, gold_path, initial_expert_ids, initial_budget_pct, seed, pool
+        )
+        settings = LoopSettings(
+            cheap_path=str(cheap_path),
+            gold_path=str(gold_path),
+            dev_path=str(dev_path),
+            init_model=str(init_model) if init_model else None,
+            init_config=str(init_config) if init_config else None,
+            initial_expert_ids=tuple(ids),
+            initial_epochs=initial_epochs,
+            finetune_epochs=finetune_epochs,
+            batch_to_add=batch_to_add,
+            improvement_threshold=improvement_threshold,
+            min_iterations=min_iterations,
+            max_iterations=max_iterations,
+            strategy=strategy,
+            seed=seed,
+            mc_samples=mc_samples,
+            mc_dropout=mc_dropout,
+            max_jaccard=max_jaccard,
+            pool_sample=pool_sample,
+            from_scratch=from_scratch,
+            pool=pool,
+            cheap_weight=cheap_weight,
+            expert_weight=expert_weight,
+            learn_rate=learn_rate,
+            dropout=dropout,
+            batch_words=batch_words,
+            scoring_batch_size=scoring_batch_size,
+            keep_checkpoints=keep_checkpoints,
+            gpu_id=gpu_id,
+        )
+    except (ExpertPoolError, UnknownStrategyError) as err:
+        msg.fail(str(err), exits=1)
+    except ValueError as err:
+        msg.fail(f"Invalid settings: {err}", exits=1)
+    try:
+        history = run_loop(with_input_hashes(settings), output_dir, restart=restart)
+    except (ExpertPoolError, ResumeError, EmptyPoolError) as err:
+        msg.fail(str(err), exits=1)
+    chosen = history["chosen"]
+    last = history["iterations"][-1]
+    msg.good(
+        f"{output_dir / HISTORY_FILE}: {len(history['iterations']) - 1} iterations, stopped: "
+        f"{history['stopped']}; final dev F1 {last['dev']['f1']:.4f} with {last['n_added']} "
+        f"added; chosen {chosen['checkpoint']} (dev F1 {chosen['dev']['f1']:.4f})"
+    )
+    if evaluate_test is not None:
+        result = evaluate_chosen_on_test(output_dir, evaluate_test)
+        msg.good(f"{result['checkpoint']} on test: F1 {result['test']['f1']:.4f}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

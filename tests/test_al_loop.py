@@ -1,0 +1,267 @@
+"""The active learning loop and the strategy comparison on tiny DocBins with
+configs/tagger_tiny.cfg: the stopping rule, checkpoint names and manifests, resume after an
+interruption (no sentence added twice, the same selections), warm vs scratch, and the comparison
+table and plot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scripts import al_compare
+from scripts.al.checkpoints import CheckpointStore, ResumeError
+from scripts.al.loop import LoopSettings, run_loop, stop_reason
+from tests.tiny_corpus import write_tiny_corpus
+
+ROOT = Path(__file__).parent.parent
+TINY_CONFIG = ROOT / "configs" / "tagger_tiny.cfg"
+INITIAL_EXPERTS = (10, 11)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """40 gold train sentences (4 templates repeated), the first 10 cheap, 8 dev: the pool is
+    sentences 10-39 and every token sequence occurs 7 or 8 times in it."""
+    paths = write_tiny_corpus(tmp_path_factory.mktemp("al_loop") / "corpus")
+    return paths
+
+
+def tiny_settings(corpus: dict[str, Path], **changes) -> LoopSettings:
+    values = {
+        "cheap_path": str(corpus["cheap"]),
+        "gold_path": str(corpus["gold"]),
+        "dev_path": str(corpus["dev"]),
+        "init_config": str(TINY_CONFIG),
+        "initial_expert_ids": INITIAL_EXPERTS,
+        "initial_epochs": 2,
+        "finetune_epochs": 1,
+        "batch_to_add": 3,
+        "improvement_threshold": -1.0,  # a gain is never below -1: run to max_iterations
+        "min_iterations": 1,
+        "max_iterations": 2,
+        "strategy": "entropy",
+        **changes,
+    }
+    return LoopSettings(**values)
+
+
+def manifests(output_dir: Path) -> list[dict]:
+    return CheckpointStore(output_dir).manifests()
+
+
+def added_ids(output_dir: Path) -> list[int]:
+    return manifests(output_dir)[-1]["all_added_ids"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three iterations in one go: what every resumed run must reproduce."""
+    output = tmp_path_factory.mktemp("uninterrupted")
+    run_loop(tiny_settings(corpus, max_iterations=3), output, progress=False)
+    return output
+
+
+def test_stop_rule() -> None:
+    rule = {"improvement_threshold": 0.01, "min_iterations": 2, "max_iterations": 4}
+    history = [{"iteration": 0, "gain": None}, {"iteration": 1, "gain": 0.0}]
+    assert stop_reason(history, **rule) is None  # the gain is low but min_iterations is 2
+    history.append({"iteration": 2, "gain": 0.009})
+    assert stop_reason(history, **rule) == "gain below threshold"
+    history[-1]["gain"] = 0.01
+    assert stop_reason(history, **rule) is None
+    assert stop_reason(history, **rule, pool_left=0) == "pool exhausted"
+    history += [{"iteration": 3, "gain": 0.5}, {"iteration": 4, "gain": 0.5}]
+    assert stop_reason(history, **rule) == "max iterations"
+    assert stop_reason(history[:1], **{**rule, "max_iterations": 0}) == "max iterations"
+
+
+def test_loop_stops_when_the_gain_is_below_the_threshold(corpus, tmp_path: Path) -> None:
+    # a dev F1 gain of 1.0 is impossible here, so every gain is below the threshold
+    settings = tiny_settings(corpus, improvement_threshold=1.0, min_iterations=2, max_iterations=5)
+    history = run_loop(settings, tmp_path, progress=False)
+    assert history["stopped"] == "gain below threshold"
+    assert [entry["iteration"] for entry in history["iterations"]] == [0, 1, 2]
+    assert history["iterations"][2]["gain"] < 1.0
+
+
+def test_checkpoints_manifests_and_history(uninterrupted: Path) -> None:
+    folder = uninterrupted / "checkpoints"
+    names = ["active_iter_0_added_0", "active_iter_1_added_3", "active_iter_2_added_6"]
+    names.append("active_iter_3_added_9")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + [f"{n}.json" for n in names])
+    for name in names:
+        assert (folder / name / "config.cfg").exists()
+    found = manifests(uninterrupted)
+    assert [m["checkpoint"] for m in found] == names
+    last = found[-1]
+    assert last["iteration"] == 3 and last["n_added"] == 9 and last["n_expert_total"] == 11
+    assert last["all_added_ids"] == [i for m in found for i in m["added_ids"]]
+    assert len(set(last["all_added_ids"])) == 9
+    assert not set(last["all_added_ids"]) & set(INITIAL_EXPERTS)
+    assert all(10 <= i < 40 for i in last["all_added_ids"])
+    # no token sequence twice within one batch (the pool repeats 4 sentences)
+    for manifest in found[1:]:
+        texts = [selected["text"] for selected in manifest["selected"]]
+        assert len(set(texts)) == len(texts) == 3
+    assert set(last["dev"]) == {"f1", "precision", "recall", "accuracy", "loss"}
+    assert last["n_train_docs"] == 10 + 2 + 9  # cheap + initial experts + added
+    assert last["scoring"]["n_sentences"] == 30 - 2 - 6
+    assert last["scoring"]["sentences_per_second"] > 0
+    assert set(last["seconds"]) == {"score", "finetune", "save", "iteration"}
+    assert last["settings"]["batch_to_add"] == 3 and last["mode"] == "warm"
+    history = json.loads((uninterrupted / "history.json").read_text())
+    assert history["stopped"] == "max iterations" and history["final"] == names[-1]
+    assert history["chosen"]["rule"] == "highest dev F1 (earliest on ties)"
+    best = max(m["dev"]["f1"] for m in found)
+    assert history["chosen"]["dev"]["f1"] == best
+
+
+def test_rerun_with_more_iterations_runs_only_the_new_one(corpus, uninterrupted, tmp_path) -> None:
+    run_loop(tiny_settings(corpus, max_iterations=2), tmp_path, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").glob("*.json")}
+    assert len(before) == 3
+    history = run_loop(tiny_settings(corpus, max_iterations=3), tmp_path, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").glob("*.json")}
+    assert {k: after[k] for k in before} == before  # finished iterations are not redone
+    assert set(after) - set(before) == {"active_iter_3_added_9.json"}
+    assert len(history["iterations"]) == 4
+    ids = added_ids(tmp_path)
+    assert len(ids) == len(set(ids)) == 9
+    assert ids == added_ids(uninterrupted)  # the same selections as one uninterrupted run
+    # a finished run started again does nothing
+    run_loop(tiny_settings(corpus, max_iterations=3), tmp_path, progress=False)
+    assert len(manifests(tmp_path)) == 4
+
+
+def test_resume_after_a_crash_between_checkpoint_and_manifest(
+    corpus, uninterrupted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tiny_settings(corpus, max_iterations=3)
+    original = CheckpointStore.write_manifest
+
+    def crash_at_iteration_2(self, manifest):
+        if manifest["iteration"] == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, manifest)
+
+    monkeypatch.setattr(CheckpointStore, "write_manifest", crash_at_iteration_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(settings, tmp_path, progress=False)
+    monkeypatch.undo()
+    folder = tmp_path / "checkpoints"
+    assert (folder / "active_iter_2_added_6" / "config.cfg").exists()  # the partial checkpoint
+    assert not (folder / "active_iter_2_added_6.json").exists()
+    (folder / ".active_iter_2_added_6.x1y2.tmp").mkdir()  # a half-written atomic write
+    history = run_loop(settings, tmp_path, progress=False)
+    assert not (folder / ".active_iter_2_added_6.x1y2.tmp").exists()
+    assert [entry["iteration"] for entry in history["iterations"]] == [0, 1, 2, 3]
+    ids = added_ids(tmp_path)
+    assert len(ids) == len(set(ids)) and ids == added_ids(uninterrupted)
+
+
+def test_resume_refuses_other_settings(corpus, uninterrupted: Path, tmp_path: Path) -> None:
+    shutil.copytree(uninterrupted, tmp_path / "run")
+    with pytest.raises(ResumeError, match="other settings"):
+        run_loop(tiny_settings(corpus, batch_to_add=2, max_iterations=4), tmp_path / "run")
+    history = run_loop(
+        tiny_settings(corpus, batch_to_add=2, max_iterations=1), tmp_path / "run", restart=True
+    )
+    assert [entry["checkpoint"] for entry in history["iterations"]][-1] == "active_iter_1_added_2"
+
+
+def test_from_scratch_retrains_from_the_config(corpus, tmp_path: Path) -> None:
+    finished = []
+    history = run_loop(
+        tiny_settings(corpus, from_scratch=True, max_iterations=1),
+        tmp_path,
+        progress=False,
+        on_checkpoint=lambda path, manifest: finished.append((path.name, manifest["iteration"])),
+    )
+    assert finished == [("active_iter_0_added_0", 0), ("active_iter_1_added_3", 1)]
+    manifest = manifests(tmp_path)[1]
+    assert manifest["mode"] == "scratch" and manifest["epochs"] == 2  # initial_epochs
+    assert history["iterations"][1]["n_added"] == 3
+
+
+def test_random_strategy_with_pool_sample_and_diversity(corpus, tmp_path: Path) -> None:
+    settings = tiny_settings(
+        corpus, strategy="random", seed=5, pool_sample=12, max_jaccard=0.5, max_iterations=1
+    )
+    first = run_loop(settings, tmp_path / "a", progress=False)
+    second = run_loop(settings, tmp_path / "b", progress=False)
+    assert first["iterations"][1]["added_ids"] == second["iterations"][1]["added_ids"]
+    assert manifests(tmp_path / "a")[1]["scoring"]["n_sentences"] == 12
+
+
+def test_comparison_table_counts_sentences_to_target_and_ratio() -> None:
+    def history(name: str, curve: list[tuple[int, float]]) -> dict:
+        iterations = [
+            {
+                "iteration": i,
+                "n_added": n,
+                "dev": {"f1": f1},
+                "seconds": {"iteration": 2.0},
+                "scoring": {"sentences_per_second": 100.0},
+            }
+            for i, (n, f1) in enumerate(curve)
+        ]
+        best = max(iterations, key=lambda e: e["dev"]["f1"])
+        return {
+            "strategy": name,
+            "n_initial_expert": 5,
+            "stopped": "max iterations",
+            "iterations": iterations,
+            "chosen": {"checkpoint": f"active_iter_{best['iteration']}", "dev": best["dev"]},
+        }
+
+    histories = {
+        "entropy": history("e", [(0, 0.5), (10, 0.6), (20, 0.8), (30, 0.85)]),
+        "random": history("r", [(0, 0.5), (10, 0.55), (20, 0.6), (30, 0.62), (40, 0.81)]),
+        "margin": history("m", [(0, 0.5), (10, 0.52)]),
+    }
+    rows = {row["strategy"]: row for row in al_compare.compare_histories(histories, 0.8)}
+    assert rows["entropy"]["sentences_to_target"] == 20
+    assert rows["random"]["sentences_to_target"] == 40
+    assert rows["entropy"]["ratio_to_random"] == 0.5
+    assert rows["margin"]["sentences_to_target"] is None
+    assert rows["margin"]["ratio_to_random"] is None
+    assert rows["entropy"]["curve_area"] == pytest.approx((0.5 + 0.6 + 0.8 + 0.85) / 4)
+    assert rows["entropy"]["iterations"] == 3 and rows["entropy"]["best_dev_f1"] == 0.85
+
+
+def test_compare_strategies_end_to_end(corpus, uninterrupted: Path, tmp_path: Path) -> None:
+    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
+    gold_metrics = tmp_path / "gold.json"
+    gold_metrics.write_text(json.dumps({"model": "gold", "dev": {"f1": 0.5}}))
+    settings = replace(
+        tiny_settings(corpus, max_iterations=1), init_model=str(init_model), init_config=None
+    )
+    settings = replace(settings, initial_epochs=None)
+    target = al_compare.resolve_target(gold_metrics, 0.95, None)
+    assert target["f1"] == pytest.approx(0.475)
+    result = al_compare.run_comparison(
+        settings,
+        tmp_path / "compare",
+        ["entropy", "random"],
+        target=target,
+        evaluate_test=corpus["dev"],
+        chosen_strategy="entropy",
+        progress=False,
+    )
+    assert [row["strategy"] for row in result["rows"]] == ["entropy", "random"]
+    start = {name: curve[0]["dev"]["f1"] for name, curve in result["curves"].items()}
+    assert start["entropy"] == start["random"]  # the same initial model
+    assert [p["n_added"] for p in result["curves"]["random"]] == [0, 3]
+    for name in ("comparison.json", "comparison.md", "comparison.png"):
+        assert (tmp_path / "compare" / name).stat().st_size > 0
+    assert (tmp_path / "compare" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    table = (tmp_path / "compare" / "comparison.md").read_text()
+    assert "| entropy |" in table and "| random |" in table
+    # only the chosen checkpoint of the chosen strategy is scored on test
+    assert result["test"]["strategy"] == "entropy"
+    assert (tmp_path / "compare" / "entropy" / "test_metrics.json").exists()
+    assert not (tmp_path / "compare" / "random" / "test_metrics.json").exists()

@@ -66,6 +66,20 @@ def test_evaluate_writes_the_study_measures(trained: dict[str, Path]) -> None:
     json.dumps(result)  # serialisable as metrics/<model>.json
 
 
+def test_evaluate_chooses_best_or_last_on_dev_and_keeps_a_copy(trained: dict[str, Path]) -> None:
+    corpus = trained["corpus"]
+    training_dir = trained["gold"].parent
+    result = evaluate_model(
+        training_dir, "gold", {"dev": corpus / "train.spacy", "test": corpus / "test.spacy"}
+    )
+    selection = result["selection"]
+    assert set(selection["dev_f1"]) == {"model-best", "model-last"}
+    assert selection["dev_f1"][selection["chosen"]] == max(selection["dev_f1"].values())
+    assert result["dev"]["f1"] == selection["dev_f1"][selection["chosen"]]
+    assert (training_dir / "model-selected" / "config.cfg").exists()
+    assert result["path"] == str(training_dir / selection["chosen"])
+
+
 def test_compare_on_a_fixed_gold_set(trained: dict[str, Path]) -> None:
     gold_path = trained["corpus"] / "train.spacy"
     predictions = []

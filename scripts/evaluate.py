@@ -41,6 +41,7 @@ def evaluate_model(
     """Evaluate a pipeline on each split. Given a ``spacy train`` output folder instead of a
     pipeline, first choose model-best or model-last by dev F1 (``splits["dev"]``)."""
     selection = None
+    known: dict[str, dict] = {}
     if not (model_path / "config.cfg").exists() and "dev" in splits:
         training_dir = model_path
         model_path, dev_scores = select_on_dev(training_dir, splits["dev"], batch_size)
@@ -53,6 +54,7 @@ def evaluate_model(
             "by": "dev F1",
             "dev_f1": {key: scores["f1"] for key, scores in dev_scores.items()},
         }
+        known["dev"] = dev_scores[model_path.name]  # already measured: not predicted twice
     nlp = load_pipeline(model_path)
     result = {"model": name, "path": str(model_path), "pipeline": nlp.pipe_names}
     if selection:
@@ -64,6 +66,9 @@ def evaluate_model(
             key: meta.get(key) for key in ("performance", "sources") if meta.get(key) is not None
         }
     for split, path in splits.items():
+        if split in known:
+            result[split] = known[split]
+            continue
         msg.text(f"Evaluating {name} on {split} ({path})")
         result[split] = evaluate_pipeline(nlp, read_docbin(path, nlp.vocab), batch_size)
     return result
@@ -71,7 +76,7 @@ def evaluate_model(
 
 def main(
     model_path: Path = typer.Argument(
-        ..., help="Trained pipeline folder (e.g. training/gold/model-best)"
+        ..., help="A pipeline folder, or a spacy train output (model-best/last chosen on dev)"
     ),
     name: str = typer.Argument(..., help="Model name used in metrics/<name>.json"),
     dev_path: Path = typer.Argument(..., help="Gold dev DocBin"),

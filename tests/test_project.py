@@ -54,3 +54,16 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ]
     assert test_command in ci_lines
     assert "project run all" in main_command
+
+
+def test_no_dep_or_output_is_merged_by_interpolation() -> None:
+    """confection merges a list item ending in a variable with a next item starting with one
+    ("configs/${vars.x}", "${vars.y}/z" -> "configs/x, y/z"): keep such items apart."""
+    config = load_project_config(ROOT)
+    merged = [
+        (command["name"], item)
+        for command in config["commands"]
+        for item in command.get("deps", []) + command.get("outputs", [])
+        if ", " in item
+    ]
+    assert merged == []

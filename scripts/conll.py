@@ -215,21 +215,12 @@ def read_aligned_jsonl(path: Path | str) -> list[Sentence]:
 
 def spans_from_iob1(tags: Sequence[str]) -> list[Span]:
     """Entity spans from IOB1 tags (CoNLL-2003): ``I-X`` continues an ``X`` entity or starts
-    one; ``B-X`` starts a new ``X`` entity right after another ``X`` entity."""
-    spans: list[Span] = []
-    start, label = None, None
-    for i, tag in enumerate(tags):
-        prefix, _, tag_label = tag.partition("-")
-        continues = prefix == "I" and label == tag_label
-        if tag == "O" or not continues:
-            if label is not None:
-                spans.append(Span(start, i, label))
-                start, label = None, None
-        if tag != "O" and not continues:
-            start, label = i, tag_label
-    if label is not None:
-        spans.append(Span(start, len(tags), label))
-    return spans
+    one; ``B-X`` starts a new ``X`` entity right after another ``X`` entity.
+
+    That is exactly how ``spans_from_iob2`` reads (and repairs) IOB2, so it decodes both; the
+    "repairs" it counts are ordinary IOB1 entity starts.
+    """
+    return spans_from_iob2(tags)[0]
 
 
 def spans_from_iob2(tags: Sequence[str]) -> tuple[list[Span], RepairCounts]:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from spacy.tokens import Doc, Span
 
+from ....conll import spans_from_iob2
+
 # The study's tag ids, in the order its prompt lists them.
 DEFAULT_TAG_IDS: dict[str, int] = {
     "O": 0,
@@ -50,17 +52,9 @@ def repair_iob2(tags: Sequence[str]) -> tuple[list[str], int]:
 
 
 def iob2_to_spans(doc: Doc, tags: Sequence[str]) -> list[Span]:
-    """Entity spans of ``doc`` from valid IOB2 tags (one per token)."""
+    """Entity spans of ``doc`` from valid IOB2 tags (one per token), decoded by the corpus's
+    own reader (``scripts.conll.spans_from_iob2``)."""
     if len(tags) != len(doc):
         raise ValueError(f"{len(tags)} tags for {len(doc)} tokens")
-    spans: list[Span] = []
-    start: int | None = None
-    label = ""
-    for i, tag in enumerate([*tags, "O"]):
-        continues = tag.startswith("I-") and start is not None and tag[2:] == label
-        if start is not None and not continues:
-            spans.append(Span(doc, start, i, label=label))
-            start = None
-        if tag.startswith("B-") or (tag.startswith("I-") and start is None):
-            start, label = i, tag[2:]
-    return spans
+    spans, _ = spans_from_iob2(tags)
+    return [Span(doc, span.start, span.end, label=span.label) for span in spans]

@@ -11,12 +11,15 @@ strategy is scored on test, and only with ``--evaluate-test``.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
+from tqdm import tqdm
 from wasabi import msg
 
 from .al.checkpoints import ResumeError
@@ -30,7 +33,7 @@ from .al.loop import (
 from .al.selection import EmptyPoolError
 from .al.strategies import STRATEGIES, UnknownStrategyError
 from .io_utils import atomic_path, atomic_write_json, atomic_write_text
-from .kfold import read_dev_f1
+from .kfold import _thread_env, default_threads, read_dev_f1, set_thread_limits
 from .mix import ExpertPoolError, read_expert_ids
 
 DEFAULT_STRATEGIES = tuple(STRATEGIES)
@@ -182,6 +185,62 @@ def resolve_target(
     }
 
 
+def _run_strategy_worker(settings: LoopSettings, output_dir: Path, threads: int) -> dict[str, Any]:
+    """One strategy's loop in a worker process, with its share of the CPU threads."""
+    set_thread_limits(threads)
+    return run_loop(settings, output_dir, progress=False)
+
+
+def run_strategies(
+    settings: LoopSettings,
+    output_dir: Path,
+    strategies: Sequence[str],
+    *,
+    processes: int = 1,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Run (or resume) the loop once per strategy, each in ``output_dir/<strategy>``.
+
+    processes (int): Strategies run at the same time, each in its own spawned process with
+        ``cores / processes`` threads (the CPU tagger trains on one core, so 2 processes use a
+        2-core machine fully). 1 runs them one after the other in this process.
+    RETURNS (Dict[str, dict]): The history of each strategy, in the order given.
+    """
+    if processes <= 1 or len(strategies) == 1:
+        histories = {}
+        for name in strategies:
+            msg.divider(f"strategy: {name}")
+            histories[name] = run_loop(
+                replace(settings, strategy=name), output_dir / name, progress=progress
+            )
+        return histories
+    threads = default_threads(processes)
+    done: dict[str, dict[str, Any]] = {}
+    context = multiprocessing.get_context("spawn")
+    with (
+        _thread_env(threads),
+        ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool,
+        tqdm(total=len(strategies), desc="strategies", unit="loop", disable=not progress) as bar,
+    ):
+        futures = {
+            pool.submit(
+                _run_strategy_worker, replace(settings, strategy=name), output_dir / name, threads
+            ): name
+            for name in strategies
+        }
+        for future in as_completed(futures):
+            name = futures[future]
+            history = future.result()
+            done[name] = history
+            last = history["iterations"][-1]
+            bar.write(
+                f"{name}: {len(history['iterations']) - 1} iterations, stopped: "
+                f"{history['stopped']}, dev F1 {last['dev']['f1']:.4f} with {last['n_added']} added"
+            )
+            bar.update(1)
+    return {name: done[name] for name in strategies}
+
+
 def run_comparison(
     settings: LoopSettings,
     output_dir: Path,
@@ -194,6 +253,7 @@ def run_comparison(
     table: Path | None = None,
     plot: Path | None = None,
     progress: bool = True,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) the loop once per strategy, then write the JSON, table and plot."""
     if not strategies:
@@ -203,12 +263,9 @@ def run_comparison(
             raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
     if evaluate_test is not None and chosen_strategy not in strategies:
         raise UnknownStrategyError(f"--chosen-strategy {chosen_strategy!r} is not compared")
-    histories: dict[str, dict[str, Any]] = {}
-    for name in strategies:
-        msg.divider(f"strategy: {name}")
-        histories[name] = run_loop(
-            replace(settings, strategy=name), output_dir / name, progress=progress
-        )
+    histories = run_strategies(
+        settings, output_dir, strategies, processes=processes, progress=progress
+    )
     result: dict[str, Any] = {
         "strategies": list(strategies),
         "target": target,
@@ -284,6 +341,9 @@ def main(
     output: Path | None = typer.Option(None, help="JSON (default OUTPUT_DIR/comparison.json)"),
     table: Path | None = typer.Option(None, help="Markdown (default OUTPUT_DIR/comparison.md)"),
     plot: Path | None = typer.Option(None, help="PNG (default OUTPUT_DIR/comparison.png)"),
+    processes: int = typer.Option(
+        1, min=1, help="Strategies run at once, each in its own process (CPU: one per core)"
+    ),
     gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
 ) -> None:
     """Run the active learning loop from one initial model with every strategy and compare the
@@ -325,6 +385,7 @@ def main(
             output=output,
             table=table,
             plot=plot,
+            processes=processes,
         )
     except (ExpertPoolError, ResumeError, EmptyPoolError, UnknownStrategyError) as err:
         msg.fail(str(err), exits=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from .al.checkpoints import ResumeError
+from .al.checkpoints import CheckpointStore, ResumeError
 from .al.loop import (
     HISTORY_FILE,
     STUDY_SETTINGS,
@@ -22,6 +22,7 @@ from .al.loop import (
 )
 from .al.selection import EmptyPoolError
 from .al.strategies import STRATEGIES, UnknownStrategyError
+from .hub_store import DEFAULT_TOKEN_ENV, CheckpointPusher, HubSettings, HubStoreError
 from .mix import ExpertPoolError, budget_from_percent, draw_expert_ids, read_expert_ids
 
 # The defaults are the study's loop settings over the whole pool. From a CNN init model
@@ -30,6 +31,8 @@ from .mix import ExpertPoolError, budget_from_percent, draw_expert_ids, read_exp
 # ~22k words ~17 s), dev ~11,600 words/s (~5 s): ~45 s an iteration, ~11 minutes for 15
 # (~16 with bald). A transformer init model on CPU scores ~25 sentences/s and trains ~30x
 # slower: use the GPU var set in the help, or --pool-sample and fewer iterations.
+# with --hub-repo: which checkpoints are on the Hub (beside history.json; never holds the token)
+HUB_RECORD_FILE = "hub_pushed.json"
 DEFAULTS = {**STUDY_SETTINGS, "initial_epochs": None, "pool_sample": 0}
 
 
@@ -136,6 +139,15 @@ def main(
         help="Score the chosen checkpoint (highest dev F1) on this test DocBin, once, at the end",
     ),
     restart: bool = typer.Option(False, "--restart", help="Delete earlier checkpoints first"),
+    hub_repo: str | None = typer.Option(
+        None, help="Also push every checkpoint to its own branch of this Hub repo (namespace/name)"
+    ),
+    hub_token_env: str = typer.Option(
+        DEFAULT_TOKEN_ENV, help="Environment variable holding the Hub write token"
+    ),
+    hub_endpoint: str | None = typer.Option(
+        None, help="Hub URL (default: $HF_ENDPOINT, else huggingface.co)"
+    ),
     gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
 ) -> None:
     """Run (or resume) the active learning loop.
@@ -195,9 +207,21 @@ def main(
     except ValueError as err:
         msg.fail(f"Invalid settings: {err}", exits=1)
     try:
-        history = run_loop(with_input_hashes(settings), output_dir, restart=restart)
-    except (ExpertPoolError, ResumeError, EmptyPoolError) as err:
+        pusher = None
+        if hub_repo:
+            hub = HubSettings(hub_repo, token_env=hub_token_env, endpoint=hub_endpoint)
+            pusher = CheckpointPusher(hub, output_dir / HUB_RECORD_FILE)
+            if not restart:
+                store = CheckpointStore(output_dir)
+                names = [manifest["checkpoint"] for manifest in store.manifests()]
+                pusher.catch_up({name: store.pipeline_path(name) for name in names})
+        history = run_loop(
+            with_input_hashes(settings), output_dir, restart=restart, on_checkpoint=pusher
+        )
+    except (ExpertPoolError, ResumeError, EmptyPoolError, HubStoreError) as err:
         msg.fail(str(err), exits=1)
+    except ValueError as err:
+        msg.fail(f"Invalid Hub settings: {err}", exits=1)
     chosen = history["chosen"]
     last = history["iterations"][-1]
     msg.good(

@@ -270,6 +270,57 @@ def push_to_hub(folder: Path, branch: str, hub: HubSettings) -> dict[str, Any]:
     )
 
 
+class CheckpointPusher:
+    """The active learning loop's ``on_checkpoint`` hook: each finished checkpoint is pushed to
+    its own branch of the configured repo.
+
+    What is on the Hub is recorded in ``record_path`` (JSON, no token), so a loop resumed after
+    an interruption or a failed push first pushes the finished checkpoints still missing there
+    (:meth:`catch_up`) and never pushes one twice. The token is checked when the pusher is made,
+    before any training.
+    """
+
+    def __init__(self, hub: HubSettings, record_path: Path | str) -> None:
+        read_token(hub.token_env, required=True)
+        self.hub = hub
+        self.record_path = Path(record_path)
+
+    def pushed(self) -> dict[str, dict[str, Any]]:
+        """Branch -> push record, for this repo."""
+        if not self.record_path.exists():
+            return {}
+        records = json.loads(self.record_path.read_text(encoding="utf8"))
+        return {name: r for name, r in records.items() if r.get("repo_id") == self.hub.repo_id}
+
+    def __call__(self, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        branch = manifest["checkpoint"]
+        record = push_to_hub(Path(folder), branch, self.hub)
+        records = (
+            json.loads(self.record_path.read_text(encoding="utf8"))
+            if self.record_path.exists()
+            else {}
+        )
+        records[branch] = record
+        atomic_write_json(self.record_path, records)
+        msg.info(f"pushed {branch} to {self.hub.repo_id}@{branch}")
+        return record
+
+    def catch_up(self, folders: dict[str, Path]) -> list[str]:
+        """Push the finished checkpoints (name -> pipeline folder) not yet on the Hub, in order;
+        a checkpoint whose folder was pruned is skipped with a warning."""
+        done = self.pushed()
+        pushed = []
+        for name, folder in folders.items():
+            if name in done:
+                continue
+            if not (Path(folder) / "config.cfg").exists():
+                msg.warn(f"{name} was never pushed and its folder {folder} is gone (pruned)")
+                continue
+            self(Path(folder), {"checkpoint": name})
+            pushed.append(name)
+        return pushed
+
+
 def hub_cache_dir(cache_dir: Path | str | None = None) -> Path:
     """The download cache: the argument, else ``HF_HUB_CACHE``, else ``$HF_HOME/hub``.
 

@@ -265,3 +265,31 @@ def test_compare_strategies_end_to_end(corpus, uninterrupted: Path, tmp_path: Pa
     assert result["test"]["strategy"] == "entropy"
     assert (tmp_path / "compare" / "entropy" / "test_metrics.json").exists()
     assert not (tmp_path / "compare" / "random" / "test_metrics.json").exists()
+
+
+def test_strategies_in_parallel_processes_match_the_serial_run(
+    corpus, uninterrupted: Path, tmp_path: Path
+) -> None:
+    """--processes 2 runs each strategy in its own process: same selections and scores."""
+    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
+    settings = replace(
+        tiny_settings(corpus, max_iterations=1),
+        init_model=str(init_model),
+        init_config=None,
+        initial_epochs=None,
+    )
+    runs = {}
+    for processes in (1, 2):
+        histories = al_compare.run_strategies(
+            settings,
+            tmp_path / f"p{processes}",
+            ["entropy", "random"],
+            processes=processes,
+            progress=False,
+        )
+        runs[processes] = {
+            name: [(e.get("added_ids", []), e["dev"]) for e in h["iterations"]]
+            for name, h in histories.items()
+        }
+    assert list(runs[2]) == ["entropy", "random"]
+    assert runs[1] == runs[2]

@@ -292,3 +292,67 @@ def test_cli_push_and_pull(hub: FakeHub, tiny_model: Path, tmp_path: Path) -> No
     result = runner.invoke(hub_store.app, ["pull", REPO, "nope", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "has no branch 'nope' (404)" in result.output
     assert not (tmp_path / "nope").exists()
+
+
+def test_al_loop_pushes_each_checkpoint_and_catches_up_after_a_failed_push(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    """--hub-repo: every finished iteration lands on its own branch; a push lost to a crash is
+    made when the loop is resumed, and no checkpoint is pushed twice."""
+    import json
+
+    import typer
+
+    from scripts import al_loop
+    from tests.tiny_corpus import write_tiny_corpus
+
+    corpus = write_tiny_corpus(tmp_path / "corpus")
+    output = tmp_path / "al"
+    app = typer.Typer()
+    app.command()(al_loop.main)
+    root = Path(__file__).parent.parent
+    args = [str(corpus["cheap"]), str(corpus["gold"]), str(corpus["dev"]), str(output)]
+    args += ["--init-config", str(root / "configs" / "tagger_tiny.cfg"), "--initial-epochs", "1"]
+    args += ["--initial-budget-pct", "20", "--finetune-epochs", "1", "--batch-to-add", "2"]
+    args += ["--improvement-threshold", "-1", "--min-iterations", "1", "--hub-repo", REPO]
+
+    def commits() -> list[str]:
+        return [r.path.rsplit("/", 1)[-1] for r in hub.requests if "/commit/" in r.path]
+
+    first = CliRunner().invoke(app, args + ["--max-iterations", "1"])
+    assert first.exit_code == 0, first.output
+    names = ["active_iter_0_added_0", "active_iter_1_added_2"]
+    assert set(hub.repos[REPO].branches) == {"main", *names}
+    record_path = output / al_loop.HUB_RECORD_FILE
+    record = json.loads(record_path.read_text())
+    assert sorted(record) == names
+    assert commits() == names
+    # the push of iteration 1 is lost (a crash after its manifest was written)
+    del record["active_iter_1_added_2"]
+    record_path.write_text(json.dumps(record))
+    second = CliRunner().invoke(app, args + ["--max-iterations", "2"])
+    assert second.exit_code == 0, second.output
+    assert commits() == names + ["active_iter_1_added_2", "active_iter_2_added_4"]
+    assert sorted(json.loads(record_path.read_text())) == names + ["active_iter_2_added_4"]
+    assert_token_not_written(output)
+
+
+def test_al_loop_with_a_hub_repo_and_no_token_stops_before_training(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+
+    from scripts import al_loop
+    from tests.tiny_corpus import write_tiny_corpus
+
+    monkeypatch.delenv("HF_TOKEN")
+    corpus = write_tiny_corpus(tmp_path / "corpus")
+    app = typer.Typer()
+    app.command()(al_loop.main)
+    root = Path(__file__).parent.parent
+    args = [str(corpus["cheap"]), str(corpus["gold"]), str(corpus["dev"]), str(tmp_path / "al")]
+    args += ["--init-config", str(root / "configs" / "tagger_tiny.cfg"), "--hub-repo", REPO]
+    result = CliRunner().invoke(app, args + ["--initial-budget-pct", "20"])
+    assert result.exit_code == 1
+    assert "HF_TOKEN holds no token" in result.output
+    assert not (tmp_path / "al").exists() and hub.requests == []

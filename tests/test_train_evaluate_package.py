@@ -159,3 +159,21 @@ def test_package_installs_and_loads_from_another_directory(trained: dict[str, Pa
     expected = [[e.text, e.label_] for e in load_pipeline(trained["gold"])(RAW_TEXT).ents]
     assert ents == expected
     assert ["Peter Blackburn", "PER"] in ents
+
+
+def test_train_steps_stretches_a_schedule_and_keeps_a_constant_rate() -> None:
+    from scripts.train_steps import step_overrides
+
+    configs = Path(__file__).parent.parent / "configs"
+    trf = step_overrides(configs / "tagger_trf_cpu.cfg", 240, 24, 60)
+    assert trf == {
+        "training.max_epochs": 0,
+        "training.max_steps": 240,
+        "training.optimizer.learn_rate.total_steps": 240,
+        "training.optimizer.learn_rate.warmup_steps": 24,
+        "training.eval_frequency": 60,
+    }
+    cnn = step_overrides(configs / "tagger_cnn.cfg", 240, 24)
+    assert cnn == {"training.max_epochs": 0, "training.max_steps": 240}
+    with pytest.raises(ValueError, match="warmup must be in"):
+        step_overrides(configs / "tagger_cnn.cfg", 10, 10)

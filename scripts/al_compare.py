@@ -22,19 +22,21 @@ import typer
 from tqdm import tqdm
 from wasabi import msg
 
-from .al.checkpoints import ResumeError
 from .al.loop import (
+    LOOP_ERRORS,
     STUDY_SETTINGS,
     LoopSettings,
     evaluate_chosen_on_test,
     run_loop,
+    settings_from_cli,
     with_input_hashes,
 )
-from .al.selection import EmptyPoolError
 from .al.strategies import STRATEGIES, UnknownStrategyError
-from .io_utils import atomic_path, atomic_write_json, atomic_write_text
-from .kfold import _thread_env, default_threads, read_dev_f1, set_thread_limits
-from .mix import ExpertPoolError, read_expert_ids
+from .finetune import GpuIdOption, LearnRateOption
+from .io_utils import atomic_write_json, atomic_write_text, png_figure
+from .kfold import _thread_env, default_threads, set_thread_limits
+from .mix import CheapWeightOption, ExpertWeightOption, PoolOption
+from .tagger_eval import read_dev_f1
 
 DEFAULT_STRATEGIES = tuple(STRATEGIES)
 RANDOM = "random"
@@ -145,27 +147,18 @@ def plot_comparison(
     histories: dict[str, dict[str, Any]], path: Path, target_f1: float | None = None
 ) -> Path:
     """Dev F1 against expert sentences added, one line per strategy; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for name, history in histories.items():
-        points = [(e["n_added"], e["dev"]["f1"]) for e in history["iterations"]]
-        style = {"linestyle": "--", "color": "black"} if name == RANDOM else {}
-        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name, **style)
-    if target_f1 is not None:
-        ax.axhline(target_f1, color="grey", linestyle=":", label=f"target ({target_f1:.3f})")
-    ax.set_xlabel("expert sentences added by active learning")
-    ax.set_ylabel("dev entity F1 (seqeval)")
-    ax.set_title("Active learning: query strategies")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
+    with png_figure(path) as (_, ax):
+        for name, history in histories.items():
+            points = [(e["n_added"], e["dev"]["f1"]) for e in history["iterations"]]
+            style = {"linestyle": "--", "color": "black"} if name == RANDOM else {}
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name, **style)
+        if target_f1 is not None:
+            ax.axhline(target_f1, color="grey", linestyle=":", label=f"target ({target_f1:.3f})")
+        ax.set_xlabel("expert sentences added by active learning")
+        ax.set_ylabel("dev entity F1 (seqeval)")
+        ax.set_title("Active learning: query strategies")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
     return Path(path)
 
 
@@ -323,10 +316,10 @@ def main(
     max_jaccard: float | None = typer.Option(None, min=0.0, max=1.0, help="Diversity rule"),
     pool_sample: int = typer.Option(0, min=0, help="Pool sentences scored per iteration (0: all)"),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Retrain every iteration"),
-    pool: str = typer.Option("auto", help="Expert pool: rest, cheap or auto"),
-    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
-    expert_weight: float = typer.Option(1.0, help="Loss weight of the expert sentences"),
-    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
+    pool: PoolOption = "auto",
+    cheap_weight: CheapWeightOption = 1.0,
+    expert_weight: ExpertWeightOption = 1.0,
+    learn_rate: LearnRateOption = None,
     keep_checkpoints: int = typer.Option(
         2, min=0, help="Pipelines kept per strategy: the last N and the best (0: all)"
     ),
@@ -344,19 +337,17 @@ def main(
     processes: int = typer.Option(
         1, min=1, help="Strategies run at once, each in its own process (CPU: one per core)"
     ),
-    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+    gpu_id: GpuIdOption = -1,
 ) -> None:
     """Run the active learning loop from one initial model with every strategy and compare the
     dev F1 curves, the expert sentences needed to reach the target and their ratio to random."""
     try:
-        settings = LoopSettings(
-            cheap_path=str(cheap_path),
-            gold_path=str(gold_path),
-            dev_path=str(dev_path),
-            init_model=str(init_model),
-            initial_expert_ids=tuple(read_expert_ids(initial_expert_ids))
-            if initial_expert_ids
-            else (),
+        settings = settings_from_cli(
+            cheap_path,
+            gold_path,
+            dev_path,
+            init_model=init_model,
+            initial_expert_ids=initial_expert_ids,
             finetune_epochs=finetune_epochs,
             batch_to_add=batch_to_add,
             improvement_threshold=improvement_threshold,
@@ -387,7 +378,7 @@ def main(
             plot=plot,
             processes=processes,
         )
-    except (ExpertPoolError, ResumeError, EmptyPoolError, UnknownStrategyError) as err:
+    except LOOP_ERRORS as err:
         msg.fail(str(err), exits=1)
     typer.echo(comparison_markdown(result))
 

@@ -11,19 +11,20 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from .al.checkpoints import CheckpointStore, ResumeError
+from .al.checkpoints import CheckpointStore
 from .al.loop import (
     HISTORY_FILE,
+    LOOP_ERRORS,
     STUDY_SETTINGS,
-    LoopSettings,
     evaluate_chosen_on_test,
     run_loop,
+    settings_from_cli,
     with_input_hashes,
 )
-from .al.selection import EmptyPoolError
-from .al.strategies import STRATEGIES, UnknownStrategyError
+from .al.strategies import STRATEGIES
+from .finetune import BatchWordsOption, DropoutOption, GpuIdOption, LearnRateOption
 from .hub_store import DEFAULT_TOKEN_ENV, CheckpointPusher, HubSettings, HubStoreError
-from .mix import ExpertPoolError, budget_from_percent, draw_expert_ids, read_expert_ids
+from .mix import CheapWeightOption, ExpertWeightOption, PoolOption
 
 # The defaults are the study's loop settings over the whole pool. From a CNN init model
 # (configs/tagger_cnn.cfg), timed on samples on 2 busy CPU cores (load ~7): scoring the 12,004
@@ -34,34 +35,6 @@ from .mix import ExpertPoolError, budget_from_percent, draw_expert_ids, read_exp
 # with --hub-repo: which checkpoints are on the Hub (beside history.json; never holds the token)
 HUB_RECORD_FILE = "hub_pushed.json"
 DEFAULTS = {**STUDY_SETTINGS, "initial_epochs": None, "pool_sample": 0}
-
-
-def resolve_initial_ids(
-    cheap_path: Path,
-    gold_path: Path,
-    ids_path: Path | None,
-    budget_pct: float | None,
-    seed: int,
-    pool: str,
-) -> list[int]:
-    """The initial expert ids: read from a file, drawn at a budget, or none."""
-    if ids_path is not None and budget_pct is not None:
-        raise ExpertPoolError("give --initial-expert-ids or --initial-budget-pct, not both")
-    if ids_path is not None:
-        return read_expert_ids(ids_path)
-    if budget_pct is None:
-        return []
-    from spacy.vocab import Vocab
-
-    from . import corpus_meta as meta
-    from .io_utils import read_docbin
-    from .mix import expert_pool
-
-    vocab = Vocab()
-    cheap_ids = [meta.sent_id(doc) for doc in read_docbin(cheap_path, vocab)]
-    gold_ids = [meta.sent_id(doc) for doc in read_docbin(gold_path, vocab)]
-    budget = budget_from_percent(budget_pct, len(cheap_ids))
-    return draw_expert_ids(expert_pool(cheap_ids, gold_ids, pool), budget, seed)
 
 
 def main(
@@ -121,12 +94,12 @@ def main(
     from_scratch: bool = typer.Option(
         False, "--from-scratch", help="Retrain from the initial model/config every iteration"
     ),
-    pool: str = typer.Option("auto", help="Expert pool: rest, cheap or auto (scripts/mix.py)"),
-    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
-    expert_weight: float = typer.Option(1.0, help="Loss weight of the expert sentences"),
-    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
-    dropout: float | None = typer.Option(None, help="Dropout (default: config)"),
-    batch_words: int | None = typer.Option(None, help="Words per batch (default: config)"),
+    pool: PoolOption = "auto",
+    cheap_weight: CheapWeightOption = 1.0,
+    expert_weight: ExpertWeightOption = 1.0,
+    learn_rate: LearnRateOption = None,
+    dropout: DropoutOption = None,
+    batch_words: BatchWordsOption = None,
     scoring_batch_size: int = typer.Option(64, min=1, help="Sentences per scoring pass"),
     keep_checkpoints: int = typer.Option(
         0, min=0, help="Keep only the last N pipelines and the best one (0: keep all)"
@@ -148,7 +121,7 @@ def main(
     hub_endpoint: str | None = typer.Option(
         None, help="Hub URL (default: $HF_ENDPOINT, else huggingface.co)"
     ),
-    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+    gpu_id: GpuIdOption = -1,
 ) -> None:
     """Run (or resume) the active learning loop.
 
@@ -169,16 +142,14 @@ def main(
     --gpu-id 0
     """
     try:
-        ids = resolve_initial_ids(
-            cheap_path, gold_path, initial_expert_ids, initial_budget_pct, seed, pool
-        )
-        settings = LoopSettings(
-            cheap_path=str(cheap_path),
-            gold_path=str(gold_path),
-            dev_path=str(dev_path),
-            init_model=str(init_model) if init_model else None,
-            init_config=str(init_config) if init_config else None,
-            initial_expert_ids=tuple(ids),
+        settings = settings_from_cli(
+            cheap_path,
+            gold_path,
+            dev_path,
+            init_model=init_model,
+            init_config=init_config,
+            initial_expert_ids=initial_expert_ids,
+            initial_budget_pct=initial_budget_pct,
             initial_epochs=initial_epochs,
             finetune_epochs=finetune_epochs,
             batch_to_add=batch_to_add,
@@ -202,7 +173,7 @@ def main(
             keep_checkpoints=keep_checkpoints,
             gpu_id=gpu_id,
         )
-    except (ExpertPoolError, UnknownStrategyError) as err:
+    except LOOP_ERRORS as err:
         msg.fail(str(err), exits=1)
     except ValueError as err:
         msg.fail(f"Invalid settings: {err}", exits=1)
@@ -218,7 +189,7 @@ def main(
         history = run_loop(
             with_input_hashes(settings), output_dir, restart=restart, on_checkpoint=pusher
         )
-    except (ExpertPoolError, ResumeError, EmptyPoolError, HubStoreError) as err:
+    except (*LOOP_ERRORS, HubStoreError) as err:
         msg.fail(str(err), exits=1)
     except ValueError as err:
         msg.fail(f"Invalid Hub settings: {err}", exits=1)

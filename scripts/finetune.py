@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from spacy import util
@@ -39,6 +39,15 @@ from .tagger_eval import TAGGER_NAME, evaluate_pipeline, load_pipeline
 # The dev scores kept per epoch (evaluate_pipeline also gives per-type scores and timings).
 DEV_KEYS = ("f1", "precision", "recall", "accuracy", "loss")
 SELECT_BY = "f1"
+
+# The CLI options of the training overrides, one spelling for every script that trains; the
+# default stays in each signature: `learn_rate: LearnRateOption = None`.
+LearnRateOption = Annotated[
+    float | None, typer.Option(help="Constant learning rate (default: config)")
+]
+DropoutOption = Annotated[float | None, typer.Option(help="Dropout (default: config)")]
+BatchWordsOption = Annotated[int | None, typer.Option(help="Words per batch (default: config)")]
+GpuIdOption = Annotated[int, typer.Option(help="GPU id, -1 for CPU")]
 
 
 @dataclass
@@ -360,10 +369,10 @@ def main(
     ),
     epochs: int = typer.Option(5, min=1, help="Epochs"),
     seed: int = typer.Option(0, help="Seed (random, numpy, torch, shuffling)"),
-    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
-    dropout: float | None = typer.Option(None, help="Dropout (default: config)"),
-    batch_words: int | None = typer.Option(None, help="Words per batch (default: config)"),
-    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+    learn_rate: LearnRateOption = None,
+    dropout: DropoutOption = None,
+    batch_words: BatchWordsOption = None,
+    gpu_id: GpuIdOption = -1,
 ) -> None:
     """Fine-tune a pipeline (or train one from a config) on a DocBin, scoring dev every epoch."""
     if (init_model is None) == (config_path is None):

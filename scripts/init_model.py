@@ -27,11 +27,21 @@ from wasabi import msg
 
 from . import corpus_meta as meta
 from .evaluate import evaluate_model
-from .finetune import finetune, load_or_init_pipeline
-from .io_utils import atomic_write_json, read_docbin, write_docbin
-from .kfold import DEFAULT_EPOCHS, STUDY_BUDGET_PCT, format_number, input_hashes, parse_numbers
+from .finetune import (
+    BatchWordsOption,
+    DropoutOption,
+    GpuIdOption,
+    LearnRateOption,
+    finetune,
+    load_or_init_pipeline,
+)
+from .io_utils import atomic_write_json, input_hashes, read_docbin, write_docbin
+from .kfold import DEFAULT_EPOCHS, STUDY_BUDGET_PCT, format_number, parse_numbers
 from .mix import (
+    CheapWeightOption,
     ExpertPoolError,
+    ExpertWeightOption,
+    PoolOption,
     budget_from_percent,
     draw_expert_ids,
     expert_pool,
@@ -222,13 +232,13 @@ def main(
     metrics_dir: Path = typer.Option(Path("metrics"), help="Writes init_<pct>.json"),
     epochs: int = typer.Option(DEFAULT_EPOCHS, min=1, help="Epochs (best epoch on dev kept)"),
     seed: int = typer.Option(0, help="Seed of the expert draw and the training"),
-    pool: str = typer.Option("auto", help="Expert pool: rest, cheap or auto"),
-    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
-    expert_weight: float = typer.Option(1.0, help="Loss weight of the expert sentences"),
-    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
-    dropout: float | None = typer.Option(None, help="Dropout (default: config)"),
-    batch_words: int | None = typer.Option(None, help="Words per batch (default: config)"),
-    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+    pool: PoolOption = "auto",
+    cheap_weight: CheapWeightOption = 1.0,
+    expert_weight: ExpertWeightOption = 1.0,
+    learn_rate: LearnRateOption = None,
+    dropout: DropoutOption = None,
+    batch_words: BatchWordsOption = None,
+    gpu_id: GpuIdOption = -1,
 ) -> None:
     """Train and evaluate the init model at the recommended budget and at 12% of the cheap set."""
     if from_scratch == (init_model is not None):

@@ -1,17 +1,23 @@
-"""Atomic writes: an interrupted step never leaves a half-written output behind."""
+"""Atomic writes (an interrupted step never leaves a half-written output behind) and the
+content hashes of inputs (so a rerun can tell whether its inputs changed)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spacy.tokens import Doc, DocBin
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 @contextlib.contextmanager
@@ -71,6 +77,28 @@ def write_docbin(path: Path | str, docs: Iterable[Doc]) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def png_figure(
+    path: Path | str, *, figsize: tuple[float, float] = (7.5, 4.8), dpi: int = 150
+) -> Iterator[tuple[Figure, Axes]]:
+    """Yield a matplotlib figure with one axes (Agg backend) to draw on; when the block ends
+    without error, lay it out and write it to ``path`` as a PNG atomically. It is always closed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    try:
+        yield fig, ax
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
 def read_docbin(path: Path | str, vocab=None) -> list[Doc]:
     """Read all Docs of a .spacy file; a clear error when it is missing."""
     from spacy.vocab import Vocab
@@ -81,3 +109,29 @@ def read_docbin(path: Path | str, vocab=None) -> list[Doc]:
             f"{path} does not exist: run `python -m spacy project run preprocess` first"
         )
     return list(DocBin().from_disk(path).get_docs(vocab or Vocab()))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_hashes(paths: dict[str, str | None]) -> dict[str, str]:
+    """sha256 of each input file, and of every file of an input folder (e.g. the init model)."""
+    hashes = {}
+    for key, value in paths.items():
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(str(file.relative_to(path)).encode())
+                digest.update(file_sha256(file).encode())
+            hashes[key] = digest.hexdigest()
+        else:
+            hashes[key] = file_sha256(path)
+    return hashes

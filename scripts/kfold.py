@@ -37,9 +37,31 @@ from tqdm import tqdm
 from wasabi import msg
 
 from . import corpus_meta as meta
-from .finetune import finetune, load_or_init_pipeline
-from .io_utils import atomic_path, atomic_write_json, atomic_write_text, read_docbin
-from .mix import ExpertPoolError, budget_from_percent, expert_pool, mix_corpus, resolve_pool_setting
+from .finetune import (
+    BatchWordsOption,
+    DropoutOption,
+    GpuIdOption,
+    LearnRateOption,
+    finetune,
+    load_or_init_pipeline,
+)
+from .io_utils import (
+    atomic_write_json,
+    atomic_write_text,
+    input_hashes,
+    png_figure,
+    read_docbin,
+)
+from .mix import (
+    CheapWeightOption,
+    ExpertPoolError,
+    PoolOption,
+    budget_from_percent,
+    expert_pool,
+    mix_corpus,
+    resolve_pool_setting,
+)
+from .tagger_eval import read_dev_f1
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGETS = (1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 12.0, 15.0, 20.0)
@@ -225,32 +247,6 @@ def plan_grid(
 # ---------------------------------------------------------------------------------------------
 # One run
 # ---------------------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def input_hashes(paths: dict[str, str | None]) -> dict[str, str]:
-    """sha256 of each input file, and of every file of an input folder (e.g. the init model)."""
-    hashes = {}
-    for key, value in paths.items():
-        if value is None:
-            continue
-        path = Path(value)
-        if path.is_dir():
-            digest = hashlib.sha256()
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                digest.update(str(file.relative_to(path)).encode())
-                digest.update(file_sha256(file).encode())
-            hashes[key] = digest.hexdigest()
-        else:
-            hashes[key] = file_sha256(path)
-    return hashes
 
 
 def run_fingerprint(spec: RunSpec, settings: RunSettings) -> str:
@@ -643,18 +639,6 @@ def find_saturation(
     return result
 
 
-def read_dev_f1(path: Path | None) -> dict[str, Any] | None:
-    """``{"f1", "model", "path"}`` from a metrics JSON with ``{"dev": {"f1": ...}}``."""
-    if path is None:
-        return None
-    data = json.loads(Path(path).read_text(encoding="utf8"))
-    try:
-        f1 = float(data["dev"]["f1"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path} has no dev F1 (expected {{'dev': {{'f1': ...}}}})") from None
-    return {"f1": f1, "model": data.get("model", Path(path).stem), "path": str(path)}
-
-
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     columns = ["budget_pct", "n_expert", "expert_weight", "n_folds"] + [
         f"{metric}_{stat}" for metric in METRICS for stat in ("mean", "std")
@@ -740,54 +724,45 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 def plot_curve(summary: dict[str, Any], path: Path) -> Path:
     """Dev F1 against expert sentences (mean ± std over folds), with the LLM-only and gold dev
     F1 as horizontal lines and the saturation point as a vertical line; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = summary["rows"]
     n_cheap = summary["grid"]["n_cheap"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for weight in sorted({row["expert_weight"] for row in rows}):
-        curve = sorted(
-            (r for r in rows if r["expert_weight"] == weight), key=lambda r: r["n_expert"]
-        )
-        ax.errorbar(
-            [r["n_expert"] for r in curve],
-            [r["f1_mean"] for r in curve],
-            yerr=[r["f1_std"] for r in curve],
-            marker="o",
-            capsize=3,
-            label=f"cheap + expert (weight {format_number(weight)})",
-        )
-    references = summary.get("references", {})
-    styles = {"llm_pure": ("LLM-only", "--", "tab:red"), "gold": ("all gold", ":", "tab:green")}
-    for key, (label, style, color) in styles.items():
-        if references.get(key):
-            f1 = references[key]["f1"]
-            ax.axhline(f1, linestyle=style, color=color, label=f"{label} ({f1:.3f})")
-    saturation = summary["saturation"]
-    if saturation.get("reached"):
-        ax.axvline(
-            saturation["saturation_n_expert"],
-            color="grey",
-            linewidth=0.8,
-            label=f"saturation ({format_number(saturation['saturation_budget_pct'])}%)",
-        )
-    ax.set_xlabel("expert sentences mixed in")
-    ax.set_ylabel("dev entity F1 (seqeval)")
-    ax.set_title(f"Expert budget, {summary['grid']['k']}-fold mean ± std", pad=12)
-    if n_cheap:
-        top = ax.secondary_xaxis(
-            "top", functions=(lambda n: 100.0 * n / n_cheap, lambda p: p * n_cheap / 100.0)
-        )
-        top.set_xlabel("% of the cheap set")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
+    with png_figure(path) as (_, ax):
+        for weight in sorted({row["expert_weight"] for row in rows}):
+            curve = sorted(
+                (r for r in rows if r["expert_weight"] == weight), key=lambda r: r["n_expert"]
+            )
+            ax.errorbar(
+                [r["n_expert"] for r in curve],
+                [r["f1_mean"] for r in curve],
+                yerr=[r["f1_std"] for r in curve],
+                marker="o",
+                capsize=3,
+                label=f"cheap + expert (weight {format_number(weight)})",
+            )
+        references = summary.get("references", {})
+        styles = {"llm_pure": ("LLM-only", "--", "tab:red"), "gold": ("all gold", ":", "tab:green")}
+        for key, (label, style, color) in styles.items():
+            if references.get(key):
+                f1 = references[key]["f1"]
+                ax.axhline(f1, linestyle=style, color=color, label=f"{label} ({f1:.3f})")
+        saturation = summary["saturation"]
+        if saturation.get("reached"):
+            ax.axvline(
+                saturation["saturation_n_expert"],
+                color="grey",
+                linewidth=0.8,
+                label=f"saturation ({format_number(saturation['saturation_budget_pct'])}%)",
+            )
+        ax.set_xlabel("expert sentences mixed in")
+        ax.set_ylabel("dev entity F1 (seqeval)")
+        ax.set_title(f"Expert budget, {summary['grid']['k']}-fold mean ± std", pad=12)
+        if n_cheap:
+            top = ax.secondary_xaxis(
+                "top", functions=(lambda n: 100.0 * n / n_cheap, lambda p: p * n_cheap / 100.0)
+            )
+            top.set_xlabel("% of the cheap set")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
     return Path(path)
 
 
@@ -996,16 +971,16 @@ def main(
     ),
     folds: int = typer.Option(DEFAULT_FOLDS, min=1, help="Folds of the expert pool"),
     expert_weights: str = typer.Option("1", help="Expert loss weights, comma-separated"),
-    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
-    pool: str = typer.Option("auto", help="Expert pool: rest, cheap or auto (see scripts/mix.py)"),
+    cheap_weight: CheapWeightOption = 1.0,
+    pool: PoolOption = "auto",
     epochs: int = typer.Option(DEFAULT_EPOCHS, min=1, help="Epochs per run"),
     eval_every: int | None = typer.Option(
         None, min=1, help="Score dev every N epochs (default: 1 with --select best, else last only)"
     ),
     select: str = typer.Option("last", help="Report the 'last' epoch or the 'best' on dev"),
-    learn_rate: float | None = typer.Option(None, help="Constant learning rate (default: config)"),
-    dropout: float | None = typer.Option(None, help="Dropout (default: config)"),
-    batch_words: int | None = typer.Option(None, help="Words per batch (default: config)"),
+    learn_rate: LearnRateOption = None,
+    dropout: DropoutOption = None,
+    batch_words: BatchWordsOption = None,
     seed: int = typer.Option(0, help="Seed of the folds, the draws and the training"),
     executor: str = typer.Option("local", help="local (process pool) or ray"),
     processes: int = typer.Option(
@@ -1017,7 +992,7 @@ def main(
     ray_address: str | None = typer.Option(
         None, help="Ray cluster address (default: start Ray locally)"
     ),
-    gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
+    gpu_id: GpuIdOption = -1,
     llm_pure_metrics: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Metrics JSON of the LLM-only model (dev F1 line)"
     ),

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy
 import typer
@@ -34,6 +34,14 @@ from .io_utils import atomic_write_json, read_docbin, write_docbin
 POOL_SETTINGS = ("auto", "rest", "cheap")
 CHEAP_SOURCE = "cheap"
 EXPERT_SOURCE = "expert"
+
+# The CLI options of the mixing settings, one spelling for every script that mixes; the default
+# stays in each signature: `pool: PoolOption = "auto"`.
+PoolOption = Annotated[
+    str, typer.Option(help="Expert pool: rest (train minus cheap), cheap (relabel) or auto")
+]
+CheapWeightOption = Annotated[float, typer.Option(help="Loss weight of the cheap sentences")]
+ExpertWeightOption = Annotated[float, typer.Option(help="Loss weight of the expert sentences")]
 
 
 class ExpertPoolError(ValueError):
@@ -281,11 +289,9 @@ def main(
         None, min=0.0, help="Draw this percentage of the cheap set size"
     ),
     seed: int = typer.Option(0, help="Seed of the expert draw"),
-    pool: str = typer.Option(
-        "auto", help="Expert pool: rest (train minus cheap), cheap (relabel) or auto"
-    ),
-    cheap_weight: float = typer.Option(1.0, help="Loss weight of the cheap sentences"),
-    expert_weight: float = typer.Option(1.0, help="Loss weight of the expert sentences"),
+    pool: PoolOption = "auto",
+    cheap_weight: CheapWeightOption = 1.0,
+    expert_weight: ExpertWeightOption = 1.0,
 ) -> None:
     """Write a training DocBin with gold labels for the expert sentences and cheap labels for the
     rest (never both for one sentence), each Doc with its source and weight."""

@@ -2,10 +2,12 @@
 
 The study's three measures are validation loss, seqeval accuracy and seqeval entity F1; precision,
 recall and the per-type report come with them. Predictions keep the gold tokenisation.
+``read_dev_f1`` reads the dev F1 back from a metrics JSON (``scripts/evaluate.py``'s format).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,3 +106,15 @@ def evaluate_pipeline(
     scores["words_per_second"] = n_words / seconds if seconds else 0.0
     scores["seconds"] = seconds
     return scores
+
+
+def read_dev_f1(path: Path | None) -> dict[str, Any] | None:
+    """``{"f1", "model", "path"}`` from a metrics JSON with ``{"dev": {"f1": ...}}``."""
+    if path is None:
+        return None
+    data = json.loads(Path(path).read_text(encoding="utf8"))
+    try:
+        f1 = float(data["dev"]["f1"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path} has no dev F1 (expected {{'dev': {{'f1': ...}}}})") from None
+    return {"f1": f1, "model": data.get("model", Path(path).stem), "path": str(path)}

@@ -46,14 +46,22 @@ from wasabi import msg
 
 from .. import corpus_meta as meta
 from ..finetune import DEV_KEYS, finetune, load_or_init_pipeline
-from ..io_utils import atomic_write_json, read_docbin
-from ..kfold import input_hashes
-from ..mix import check_expert_ids, expert_pool, mix_corpus, resolve_pool_setting
+from ..io_utils import atomic_write_json, input_hashes, read_docbin
+from ..mix import (
+    ExpertPoolError,
+    budget_from_percent,
+    check_expert_ids,
+    draw_expert_ids,
+    expert_pool,
+    mix_corpus,
+    read_expert_ids,
+    resolve_pool_setting,
+)
 from ..tagger_eval import evaluate_pipeline, load_pipeline
 from .checkpoints import CheckpointStore, ResumeError, checkpoint_name
 from .scoring import score_pool
-from .selection import select_batch
-from .strategies import make_strategy
+from .selection import EmptyPoolError, select_batch
+from .strategies import UnknownStrategyError, make_strategy
 
 HISTORY_FILE = "history.json"
 TEST_METRICS_FILE = "test_metrics.json"
@@ -78,6 +86,8 @@ STUDY_SETTINGS = {
     "max_iterations": 15,
     "strategy": "entropy",
 }
+# What the loop's CLIs report in one line (bad inputs or settings) rather than as a traceback.
+LOOP_ERRORS = (ExpertPoolError, ResumeError, EmptyPoolError, UnknownStrategyError)
 
 
 @dataclass(frozen=True)
@@ -537,6 +547,64 @@ def run_loop(
         (output_dir / HISTORY_FILE).unlink(missing_ok=True)
     run = ActiveLearningRun(settings, output_dir, progress=progress, on_checkpoint=on_checkpoint)
     return run.run()
+
+
+def resolve_initial_ids(
+    cheap_path: Path,
+    gold_path: Path,
+    ids_path: Path | None,
+    budget_pct: float | None,
+    seed: int,
+    pool: str,
+) -> list[int]:
+    """The initial expert ids: read from a file, drawn at a budget, or none."""
+    if ids_path is not None and budget_pct is not None:
+        raise ExpertPoolError("give --initial-expert-ids or --initial-budget-pct, not both")
+    if ids_path is not None:
+        return read_expert_ids(ids_path)
+    if budget_pct is None:
+        return []
+    vocab = Vocab()
+    cheap_ids = [meta.sent_id(doc) for doc in read_docbin(cheap_path, vocab)]
+    gold_ids = [meta.sent_id(doc) for doc in read_docbin(gold_path, vocab)]
+    budget = budget_from_percent(budget_pct, len(cheap_ids))
+    return draw_expert_ids(expert_pool(cheap_ids, gold_ids, pool), budget, seed)
+
+
+def settings_from_cli(
+    cheap_path: Path,
+    gold_path: Path,
+    dev_path: Path,
+    *,
+    seed: int,
+    pool: str,
+    init_model: Path | None = None,
+    init_config: Path | None = None,
+    initial_expert_ids: Path | None = None,
+    initial_budget_pct: float | None = None,
+    **options: Any,
+) -> LoopSettings:
+    """The settings of a command-line run (``al_loop``, ``al_compare``).
+
+    initial_expert_ids / initial_budget_pct: A file of initial expert ids, or a budget to draw
+        them at (see ``resolve_initial_ids``); neither: none.
+    options: Every other setting, by its ``LoopSettings`` name (unset: the default).
+    RETURNS (LoopSettings): The settings, paths as strings (without ``input_hashes``).
+    """
+    ids = resolve_initial_ids(
+        cheap_path, gold_path, initial_expert_ids, initial_budget_pct, seed, pool
+    )
+    return LoopSettings(
+        cheap_path=str(cheap_path),
+        gold_path=str(gold_path),
+        dev_path=str(dev_path),
+        init_model=str(init_model) if init_model else None,
+        init_config=str(init_config) if init_config else None,
+        initial_expert_ids=tuple(ids),
+        seed=seed,
+        pool=pool,
+        **options,
+    )
 
 
 def with_input_hashes(settings: LoopSettings) -> LoopSettings:

@@ -43,7 +43,7 @@ def model_table(metrics: list[dict]) -> str:
         dev, test = result["dev"], result["test"]
         study = study_f1(result)
         cells = [
-            result["model"],
+            result.get("study_name", result["model"]),  # init models: init_<pct>_<cheap set>
             tok2vec_name(result),
             f"{dev['loss']:.3f}",
             f"{dev['accuracy']:.4f}",

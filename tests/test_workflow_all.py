@@ -176,7 +176,7 @@ def test_model_table_has_the_llm_pure_gold_and_init_models(project: Path) -> Non
         f"llm_pure_{CHEAP_SET}",
         "gold",
         f"llm_pure_{CHEAP_SET}_exp",
-        f"init_{INIT_BUDGET}",
+        f"init_{INIT_BUDGET}_{CHEAP_SET}",
         "gold_exp",
     ]
 

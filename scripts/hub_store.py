@@ -285,21 +285,20 @@ class CheckpointPusher:
         self.hub = hub
         self.record_path = Path(record_path)
 
-    def pushed(self) -> dict[str, dict[str, Any]]:
-        """Branch -> push record, for this repo."""
+    def _records(self) -> dict[str, dict[str, Any]]:
         if not self.record_path.exists():
             return {}
-        records = json.loads(self.record_path.read_text(encoding="utf8"))
+        return json.loads(self.record_path.read_text(encoding="utf8"))
+
+    def pushed(self) -> dict[str, dict[str, Any]]:
+        """Branch -> push record, for this repo."""
+        records = self._records()
         return {name: r for name, r in records.items() if r.get("repo_id") == self.hub.repo_id}
 
     def __call__(self, folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         branch = manifest["checkpoint"]
         record = push_to_hub(Path(folder), branch, self.hub)
-        records = (
-            json.loads(self.record_path.read_text(encoding="utf8"))
-            if self.record_path.exists()
-            else {}
-        )
+        records = self._records()
         records[branch] = record
         atomic_write_json(self.record_path, records)
         msg.info(f"pushed {branch} to {self.hub.repo_id}@{branch}")

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import typer
@@ -130,14 +131,6 @@ def al_speed_text(history: dict[str, Any]) -> str:
     later = history["iterations"][1:]
     if not later:
         return "The loop has not run an iteration yet."
-
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        middle = len(ordered) // 2
-        if len(ordered) % 2:
-            return ordered[middle]
-        return (ordered[middle - 1] + ordered[middle]) / 2
-
     scoring = median([e["scoring"]["sentences_per_second"] for e in later])
     iteration = median([e["seconds"]["iteration"] for e in later])
     finetune = median([e["seconds"]["finetune"] for e in later])

@@ -56,7 +56,14 @@ from .finetune import (
     finetune,
 )
 from .io_utils import atomic_write_json, file_sha256, read_docbin, write_docbin
-from .mix import CHEAP_SOURCE, EXPERT_SOURCE, CheapWeightOption, ExpertWeightOption, MixedCorpus
+from .mix import (
+    CHEAP_SOURCE,
+    EXPERT_SOURCE,
+    CheapWeightOption,
+    ExpertWeightOption,
+    MixedCorpus,
+    merge_labels,
+)
 from .tagger_eval import evaluate_pipeline, load_pipeline
 
 STATE_FILE = "state.json"
@@ -261,20 +268,10 @@ def expert_training_docs(
             raise ValueError(f"{name} must be positive, not {value}")
     cheap = meta.by_sent_id(cheap_docs)
     experts = meta.by_sent_id(expert_docs)
-    docs: list[Doc] = []
-    for key in sorted(set(cheap) | set(experts)):
-        if key in experts:
-            doc = experts[key].copy()
-            if key in cheap and [t.text for t in cheap[key]] != [t.text for t in doc]:
-                raise HumanLoopError(
-                    f"sentence {key}: the cheap Doc and the expert Doc have different words "
-                    "(are the pool and the cheap set from the same preprocess run?)"
-                )
-            meta.set_meta(doc, source=EXPERT_SOURCE, weight=float(expert_weight))
-        else:
-            doc = cheap[key].copy()
-            meta.set_meta(doc, source=CHEAP_SOURCE, weight=float(cheap_weight))
-        docs.append(doc)
+    try:
+        docs = merge_labels(cheap, experts, cheap_weight, expert_weight)
+    except ValueError as err:
+        raise HumanLoopError(str(err)) from None
     summary = {
         "n_docs": len(docs),
         "counts": {CHEAP_SOURCE: len(docs) - len(experts), EXPERT_SOURCE: len(experts)},

@@ -127,6 +127,33 @@ def check_expert_ids(expert_ids: Sequence[int], pool_ids: Iterable[int]) -> list
     return sorted(ids)
 
 
+def merge_labels(
+    cheap: dict[int, Doc],
+    experts: dict[int, Doc],
+    cheap_weight: float = 1.0,
+    expert_weight: float = 1.0,
+) -> list[Doc]:
+    """Copies of every expert Doc and of the cheap Docs without an expert version, sorted by
+    sentence id, each with ``source`` and ``weight`` set. An expert Doc replaces the cheap Doc of
+    its sentence, which must have the same words (a ValueError otherwise).
+    """
+    docs: list[Doc] = []
+    for key in sorted(set(cheap) | set(experts)):
+        if key in experts:
+            doc = experts[key].copy()
+            if key in cheap and [t.text for t in cheap[key]] != [t.text for t in doc]:
+                raise ValueError(
+                    f"sentence {key}: the cheap and the expert Doc have different words "
+                    "(are they from the same preprocess run?)"
+                )
+            meta.set_meta(doc, source=EXPERT_SOURCE, weight=float(expert_weight))
+        else:
+            doc = cheap[key].copy()
+            meta.set_meta(doc, source=CHEAP_SOURCE, weight=float(cheap_weight))
+        docs.append(doc)
+    return docs
+
+
 def mix_corpus(
     cheap_docs: Sequence[Doc],
     gold_docs: Sequence[Doc],
@@ -157,19 +184,8 @@ def mix_corpus(
     setting = resolve_pool_setting(cheap, gold, pool)
     pool_ids = expert_pool(cheap, gold, setting)
     experts = check_expert_ids(expert_ids, pool_ids)
-    expert_set = set(experts)
-    replaced = sorted(expert_set & set(cheap))
-    docs: list[Doc] = []
-    for key in sorted(set(cheap) | expert_set):
-        if key in expert_set:
-            doc = gold[key].copy()
-            if key in cheap and [t.text for t in cheap[key]] != [t.text for t in doc]:
-                raise ValueError(f"sentence {key}: the cheap and gold Docs have different words")
-            meta.set_meta(doc, source=EXPERT_SOURCE, weight=float(expert_weight))
-        else:
-            doc = cheap[key].copy()
-            meta.set_meta(doc, source=CHEAP_SOURCE, weight=float(cheap_weight))
-        docs.append(doc)
+    replaced = sorted(set(experts) & set(cheap))
+    docs = merge_labels(cheap, {key: gold[key] for key in experts}, cheap_weight, expert_weight)
     counts = {
         CHEAP_SOURCE: len(docs) - len(experts),
         EXPERT_SOURCE: len(experts),

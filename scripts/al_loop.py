@@ -11,30 +11,20 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from .al.checkpoints import CheckpointStore
-from .al.loop import (
+from nerloop.al.checkpoints import CheckpointStore
+from nerloop.al.loop import (
     HISTORY_FILE,
     LOOP_ERRORS,
-    STUDY_SETTINGS,
     evaluate_chosen_on_test,
     run_loop,
     settings_from_cli,
     with_input_hashes,
 )
-from .al.strategies import STRATEGIES
-from .finetune import BatchWordsOption, DropoutOption, GpuIdOption, LearnRateOption
-from .hub_store import DEFAULT_TOKEN_ENV, CheckpointPusher, HubSettings, HubStoreError
-from .mix import CheapWeightOption, ExpertWeightOption, PoolOption
-
-# The defaults are the study's loop settings over the whole pool. From a CNN init model
-# (configs/tagger_cnn.cfg), timed on samples on 2 busy CPU cores (load ~7): scoring the 12,004
-# sentence pool ~20 s (590 sentences/s; bald 290/s), fine-tuning ~2,600 words/s (2 epochs of
-# ~22k words ~17 s), dev ~11,600 words/s (~5 s): ~45 s an iteration, ~11 minutes for 15
-# (~16 with bald). A transformer init model on CPU scores ~25 sentences/s and trains ~30x
-# slower: use the GPU var set in the help, or --pool-sample and fewer iterations.
-# with --hub-repo: which checkpoints are on the Hub (beside history.json; never holds the token)
-HUB_RECORD_FILE = "hub_pushed.json"
-DEFAULTS = {**STUDY_SETTINGS, "initial_epochs": None, "pool_sample": 0}
+from nerloop.al.loop_cli import DEFAULTS, HUB_RECORD_FILE
+from nerloop.al.strategies import STRATEGIES
+from nerloop.hub import DEFAULT_TOKEN_ENV, CheckpointPusher, HubSettings, HubStoreError
+from nerloop.mixing import CheapWeightOption, ExpertWeightOption, PoolOption
+from nerloop.training import BatchWordsOption, DropoutOption, GpuIdOption, LearnRateOption
 
 
 def main(

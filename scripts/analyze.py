@@ -1,128 +1,14 @@
-"""Data analysis, the study's first stage: tag distributions per split and LLM label quality."""
+"""Data analysis, the study's first stage: tag distributions per split and LLM label quality.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-from spacy.tokens import Doc
 from wasabi import msg
 
-from . import corpus_meta as meta
-from .io_utils import atomic_path, atomic_write_json, atomic_write_text, read_docbin
-from .seqeval_metrics import docs_to_iob2, entity_scores
-
-SPLITS = ("train", "dev", "test")
-
-
-def tag_distributions(docs: Sequence[Doc]) -> dict[str, dict[str, int]]:
-    """Counts of POS tags, chunk tags, IOB2 NER tags and entity types over a split."""
-    pos = Counter(token.tag_ for doc in docs for token in doc)
-    chunk = Counter(tag for doc in docs for tag in doc.user_data.get(meta.CHUNK_TAGS, []))
-    ner = Counter(tag for tags in docs_to_iob2(docs) for tag in tags)
-    entities = Counter(ent.label_ for doc in docs for ent in doc.ents)
-
-    def ordered(counter: Counter) -> dict[str, int]:
-        return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
-
-    return {
-        "pos": ordered(pos),
-        "chunk": ordered(chunk),
-        "ner": ordered(ner),
-        "entity": ordered(entities),
-    }
-
-
-def annotation_quality(gold_train: Sequence[Doc], cheap: Sequence[Doc]) -> dict:
-    """Entity-level quality of a cheap set against gold on the sentences it covers."""
-    gold_by_id = meta.by_sent_id(gold_train)
-    gold_docs = []
-    for doc in cheap:
-        gold = gold_by_id[meta.sent_id(doc)]
-        if [t.text for t in gold] != [t.text for t in doc]:
-            raise ValueError(f"cheap sentence {meta.sent_id(doc)} has other tokens than gold")
-        gold_docs.append(gold)
-    return entity_scores(docs_to_iob2(gold_docs), docs_to_iob2(cheap))
-
-
-def quality_table(quality: dict[str, dict], reference: dict[str, float] | None = None) -> str:
-    """A Markdown table of LLM label quality (micro P/R/F1 and per-type F1)."""
-    labels = list(meta.ENTITY_LABELS)
-    header = (
-        "| LLM set | sentences | P | R | F1 | " + " | ".join(f"{lab} F1" for lab in labels) + " |"
-    )
-    lines = [header, "|" + "---|" * (5 + len(labels))]
-    for name, scores in sorted(quality.items(), key=lambda item: -item[1]["f1"]):
-        per_type = [scores["per_type"].get(lab, {}).get("f1", 0.0) for lab in labels]
-        lines.append(
-            f"| {name} | {scores['n_sentences']:,} | {scores['precision']:.3f} | "
-            f"{scores['recall']:.3f} | **{scores['f1']:.3f}** | "
-            + " | ".join(f"{f:.3f}" for f in per_type)
-            + " |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _bar_chart(
-    path: Path, title: str, series: dict[str, dict[str, float]], normalise: bool, ylabel: str = ""
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    keys = list(next(iter(series.values())).keys())
-    for counts in series.values():
-        keys += [k for k in counts if k not in keys]
-    x = np.arange(len(keys))
-    width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.3 * len(keys) + 2)), 4))
-    for i, (name, counts) in enumerate(series.items()):
-        total = sum(counts.values()) or 1
-        values = [counts.get(k, 0) / (total if normalise else 1) for k in keys]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
-    ax.set_xticks(x)
-    ax.set_xticklabels(keys, rotation=90 if len(keys) > 12 else 0, fontsize=8)
-    ax.set_ylabel(ylabel or ("share of tokens" if normalise else "count"))
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
-def _quality_chart(path: Path, quality: dict[str, dict]) -> None:
-    per_type = {
-        name: {lab: scores["per_type"].get(lab, {}).get("f1", 0.0) for lab in meta.ENTITY_LABELS}
-        | {"micro": scores["f1"]}
-        for name, scores in quality.items()
-    }
-    _bar_chart(path, "LLM label quality vs gold", per_type, normalise=False, ylabel="entity F1")
-
-
-def analyze(corpus_dir: Path, metrics_dir: Path, plots_dir: Path) -> dict:
-    docs = {split: read_docbin(corpus_dir / f"{split}.spacy") for split in SPLITS}
-    distributions = {split: tag_distributions(split_docs) for split, split_docs in docs.items()}
-    atomic_write_json(metrics_dir / "tag_distributions.json", distributions)
-    for kind in ("pos", "chunk", "ner", "entity"):
-        _bar_chart(
-            plots_dir / f"tags_{kind}.png",
-            f"{kind.upper()} tags per split" if kind != "entity" else "Entities per type per split",
-            {split: distributions[split][kind] for split in SPLITS},
-            normalise=kind != "entity",
-        )
-    quality = {}
-    for path in sorted((corpus_dir / "cheap").glob("*.spacy")):
-        quality[path.stem] = annotation_quality(docs["train"], read_docbin(path))
-    atomic_write_json(metrics_dir / "annotation_quality.json", quality)
-    atomic_write_text(metrics_dir / "annotation_quality.md", quality_table(quality))
-    if quality:
-        _quality_chart(plots_dir / "annotation_quality.png", quality)
-    return {"distributions": distributions, "quality": quality}
+from nerloop.eval.analyze import SPLITS, analyze, quality_table
 
 
 def main(

@@ -1,7 +1,6 @@
 """Label a DocBin of sentences with an LLM (a spacy-llm config) or a recorded LLM set.
 
-    python -m scripts.annotate corpus/train.spacy corpus/llm/token_ner_openai.spacy \
-        --source configs/llm_token_ner_openai.cfg
+    python -m scripts.annotate corpus/train.spacy corpus/llm/token_ner_openai.spacy         --source configs/llm_token_ner_openai.cfg
     python -m scripts.annotate corpus/train.spacy corpus/llm/chatgpt.spacy --source recorded:chatgpt
 
 Extra ``--section.key value`` arguments override the config, as in ``spacy train``.
@@ -18,32 +17,12 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from .io_utils import atomic_write_json, atomic_write_jsonl, read_docbin, write_docbin
-from .llm.annotator import RECORDED_PREFIX, annotate_docs, is_recorded
-from .llm.cost import load_prices
-from .llm.redact import RedactingFilter
+from nerloop.io_utils import atomic_write_json, atomic_write_jsonl, read_docbin, write_docbin
+from nerloop.llm.annotator import RECORDED_PREFIX, annotate_docs, is_recorded
+from nerloop.llm.cost import load_prices
+from nerloop.llm.run import setup_log_file, sibling
 
 app = typer.Typer(add_completion=False)
-
-
-def setup_log_file(path: Path | None) -> logging.Handler | None:
-    """Send the ``nerloop`` loggers' DEBUG records to ``path``, with secrets masked."""
-    if path is None:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf8")
-    handler.setLevel(logging.DEBUG)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("nerloop")
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    return handler
-
-
-def sibling(path: Path, suffix: str) -> Path:
-    """``corpus/llm/x.spacy`` -> ``corpus/llm/x<suffix>``."""
-    return path.with_name(path.stem + suffix)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -7,109 +7,15 @@ models' micro F1 on the same resample, so the interval is for the paired differe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy
 import typer
-from seqeval.metrics.sequence_labeling import get_entities
 from wasabi import msg
 
-from .corpus_meta import ENTITY_LABELS
-from .io_utils import atomic_write_json, atomic_write_text, read_docbin
-from .seqeval_metrics import doc_to_iob2, entity_scores
-from .tagger_eval import load_pipeline, predict_with_probs
-
-
-def sentence_counts(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: Sequence[str]
-) -> numpy.ndarray:
-    """Per sentence and type (plus a last column for all types): true positives, predicted
-    and gold entity counts, as an array of shape (n_sentences, len(labels) + 1, 3)."""
-    columns = {label: i for i, label in enumerate(labels)}
-    counts = numpy.zeros((len(gold), len(labels) + 1, 3), dtype=numpy.int64)
-    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
-        gold_ents = set(get_entities(list(g)))
-        pred_ents = set(get_entities(list(p)))
-        for ents, slot in ((gold_ents & pred_ents, 0), (pred_ents, 1), (gold_ents, 2)):
-            for label, _, _ in ents:
-                counts[i, columns[label], slot] += 1
-                counts[i, -1, slot] += 1
-    return counts
-
-
-def f1_from_counts(totals: numpy.ndarray) -> numpy.ndarray:
-    """F1 from summed (tp, n_pred, n_gold) along the last axis (0 where undefined)."""
-    tp, n_pred, n_gold = totals[..., 0], totals[..., 1], totals[..., 2]
-    denominator = n_pred + n_gold
-    return numpy.where(denominator > 0, 2 * tp / numpy.maximum(denominator, 1), 0.0)
-
-
-def paired_bootstrap(
-    counts_a: numpy.ndarray, counts_b: numpy.ndarray, n_resamples: int, seed: int
-) -> dict[str, Any]:
-    """Bootstrap distribution of F1(b) - F1(a), micro, over sentence resamples."""
-    rng = numpy.random.default_rng(seed)
-    n = counts_a.shape[0]
-    diffs = numpy.empty(n_resamples)
-    for r in range(n_resamples):
-        idx = rng.integers(0, n, size=n)
-        diffs[r] = f1_from_counts(counts_b[idx, -1].sum(0)) - f1_from_counts(
-            counts_a[idx, -1].sum(0)
-        )
-    low, high = numpy.percentile(diffs, [2.5, 97.5])
-    return {
-        "n_resamples": n_resamples,
-        "seed": seed,
-        "ci95_low": float(low),
-        "ci95_high": float(high),
-        "mean": float(diffs.mean()),
-        "p_b_not_better": float((diffs <= 0).mean()),
-    }
-
-
-def compare_predictions(
-    gold: Sequence[Sequence[str]],
-    pred_a: Sequence[Sequence[str]],
-    pred_b: Sequence[Sequence[str]],
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    labels = list(ENTITY_LABELS)
-    scores_a, scores_b = entity_scores(gold, pred_a), entity_scores(gold, pred_b)
-    counts_a = sentence_counts(gold, pred_a, labels)
-    counts_b = sentence_counts(gold, pred_b, labels)
-    per_type = {}
-    for i, label in enumerate(labels):
-        f1_a = float(f1_from_counts(counts_a[:, i].sum(0)))
-        f1_b = float(f1_from_counts(counts_b[:, i].sum(0)))
-        per_type[label] = {"a": f1_a, "b": f1_b, "diff": f1_b - f1_a}
-    per_type["micro"] = {
-        "a": scores_a["f1"],
-        "b": scores_b["f1"],
-        "diff": scores_b["f1"] - scores_a["f1"],
-    }
-    return {
-        "n_sentences": len(gold),
-        "per_type_f1": per_type,
-        "bootstrap": paired_bootstrap(counts_a, counts_b, n_resamples, seed),
-    }
-
-
-def comparison_table(result: dict[str, Any], name_a: str, name_b: str) -> str:
-    lines = [f"| type | {name_a} F1 | {name_b} F1 | difference |", "|---|---|---|---|"]
-    for label, row in result["per_type_f1"].items():
-        lines.append(f"| {label} | {row['a']:.4f} | {row['b']:.4f} | {row['diff']:+.4f} |")
-    boot = result["bootstrap"]
-    lines.append("")
-    lines.append(
-        f"Paired bootstrap over {result['n_sentences']:,} sentences "
-        f"({boot['n_resamples']} resamples, seed {boot['seed']}): "
-        f"F1({name_b}) - F1({name_a}) 95% CI [{boot['ci95_low']:+.4f}, {boot['ci95_high']:+.4f}]; "
-        f"share of resamples where {name_b} is not better: {boot['p_b_not_better']:.3f}"
-    )
-    return "\n".join(lines) + "\n"
+from nerloop.eval.compare import compare_predictions, comparison_table
+from nerloop.eval.metrics import doc_to_iob2
+from nerloop.eval.pipeline import load_pipeline, predict_with_probs
+from nerloop.io_utils import atomic_write_json, atomic_write_text, read_docbin
 
 
 def main(

@@ -10,42 +10,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from .al.scoring import ScoredPool, score_pool
-from .al.strategies import STRATEGIES, UnknownStrategyError, make_strategy
-from .io_utils import atomic_write_json, atomic_write_jsonl, read_docbin
-from .tagger_eval import load_pipeline
-
-
-def score_file(
-    model_path: Path,
-    pool_path: Path,
-    output_path: Path,
-    *,
-    strategy_name: str = "entropy",
-    stats_path: Path | None = None,
-    seed: int = 0,
-    mc_samples: int = 10,
-    mc_dropout: float = 0.1,
-    batch_size: int = 64,
-    top_tokens: int = 3,
-    limit: int = 0,
-    progress: bool = True,
-) -> ScoredPool:
-    """Score the Docs of ``pool_path`` with a pipeline and write the rows (and the throughput)."""
-    strategy = make_strategy(strategy_name, seed=seed, mc_samples=mc_samples, mc_dropout=mc_dropout)
-    nlp = load_pipeline(model_path)
-    docs = read_docbin(pool_path, nlp.vocab)
-    if limit:
-        docs = docs[:limit]
-    scored = score_pool(nlp, docs, strategy, batch_size=batch_size, seed=seed, progress=progress)
-    atomic_write_jsonl(output_path, scored.rows(top_tokens))
-    if stats_path is not None:
-        atomic_write_json(
-            stats_path,
-            {"model": str(model_path), "pool": str(pool_path), "batch_size": batch_size}
-            | scored.stats(),
-        )
-    return scored
+from nerloop.al.score_file import score_file
+from nerloop.al.strategies import STRATEGIES, UnknownStrategyError
 
 
 def main(

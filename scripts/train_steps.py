@@ -12,39 +12,13 @@ passed on to ``spacy train``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from spacy.cli._util import parse_config_overrides
 from spacy.cli.train import train
-from spacy.util import load_config
 from wasabi import msg
 
-
-def step_overrides(
-    config_path: Path, steps: int, warmup: int, eval_frequency: int | None = None
-) -> dict[str, Any]:
-    """The overrides that train ``config_path`` for ``steps`` optimizer steps.
-
-    RETURNS (Dict[str, Any]): ``training.max_epochs`` 0 and ``training.max_steps``; the
-        schedule's ``total_steps`` and ``warmup_steps`` when the learning rate is a schedule
-        that has them; ``training.eval_frequency`` when given.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, not {steps}")
-    if not 0 <= warmup < steps:
-        raise ValueError(f"warmup must be in [0, steps), not {warmup} (steps {steps})")
-    config = load_config(config_path, interpolate=False)
-    overrides: dict[str, Any] = {"training.max_epochs": 0, "training.max_steps": steps}
-    rate = config["training"]["optimizer"].get("learn_rate")
-    if isinstance(rate, dict):
-        if "total_steps" in rate:
-            overrides["training.optimizer.learn_rate.total_steps"] = steps
-        if "warmup_steps" in rate:
-            overrides["training.optimizer.learn_rate.warmup_steps"] = warmup
-    if eval_frequency is not None:
-        overrides["training.eval_frequency"] = eval_frequency
-    return overrides
+from nerloop.train_steps import step_overrides
 
 
 def main(
@@ -71,7 +45,10 @@ def main(
 
 
 app = typer.Typer(add_completion=False)
+
+
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(main)
+
 
 if __name__ == "__main__":
     app()

@@ -10,9 +10,9 @@ import spacy
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from scripts import corpus_meta as meta
-from scripts.llm.tasks.token_ner import iob2_to_spans
-from scripts.seqeval_metrics import doc_to_iob2
+from nerloop.corpus import meta
+from nerloop.eval.metrics import doc_to_iob2
+from nerloop.llm.tasks.token_ner import iob2_to_spans
 
 PROJECT_ROOT = Path(__file__).parent.parent
 TOKEN_NER_CONFIG = PROJECT_ROOT / "configs" / "llm_token_ner_openai.cfg"

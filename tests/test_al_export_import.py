@@ -13,18 +13,18 @@ import typer
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-from scripts import corpus_meta as meta
-from scripts.al_export import export_batch
-from scripts.al_export import main as export_main
-from scripts.al_import import ImportValidationError, import_annotations
-from scripts.al_import import main as import_main
-from scripts.annotation_formats import (
+from nerloop.corpus import meta
+from nerloop.eval.pipeline import load_pipeline, predict_with_probs
+from nerloop.formats.common import (
     LABEL_STUDIO_CONFIG_FILE,
     LABEL_STUDIO_TASKS_FILE,
     PRODIGY_TASKS_FILE,
 )
-from scripts.io_utils import read_docbin, write_docbin
-from scripts.tagger_eval import load_pipeline, predict_with_probs
+from nerloop.formats.export import export_batch
+from nerloop.formats.importing import ImportValidationError, import_annotations
+from nerloop.io_utils import read_docbin, write_docbin
+from scripts.al_export import main as export_main
+from scripts.al_import import main as import_main
 from tests.tiny_tagger import FIRST_SENT_ID, sentence_docs, train_tiny_tagger
 
 Ents = list[tuple[str, str]]

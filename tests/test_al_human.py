@@ -13,15 +13,16 @@ import pytest
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-from scripts import corpus_meta as meta
-from scripts.al_human import EXPERT_FILE, STATE_FILE, app
-from scripts.annotation_formats import (
+from nerloop.al.human import EXPERT_FILE, STATE_FILE
+from nerloop.corpus import meta
+from nerloop.formats.common import (
     LABEL_STUDIO_CONFIG_FILE,
     LABEL_STUDIO_TASKS_FILE,
     PRODIGY_TASKS_FILE,
     prodigy_span,
 )
-from scripts.io_utils import read_docbin
+from nerloop.io_utils import read_docbin
+from scripts.al_human import app
 from tests.tiny_corpus import gold_docs, write_tiny_corpus
 from tests.tiny_tagger import train_tiny_tagger
 
@@ -237,7 +238,7 @@ def test_update_interrupted_before_the_state_is_written_can_be_run_again(
 ) -> None:
     """state.json is the commit point: a crash after the checkpoint and expert.spacy were written
     leaves the iteration pending, and the rerun does not add the batch twice."""
-    from scripts import al_human
+    from nerloop.al import human as al_human
 
     state_dir = copy_of(run, "select_2", tmp_path)
     answers = expert_answers(state_dir, 2)
@@ -270,7 +271,7 @@ def test_initial_experts_join_training_and_are_never_selected(run, tmp_path: Pat
     state_dir = tmp_path / "state"
     initial = gold_docs(40)[10:14]
     initial_path = tmp_path / "initial.spacy"
-    from scripts.io_utils import write_docbin
+    from nerloop.io_utils import write_docbin
 
     write_docbin(initial_path, initial)
     initial_ids = [meta.sent_id(doc) for doc in initial]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import al_compare
-from scripts.al.checkpoints import CheckpointStore, ResumeError
-from scripts.al.loop import LoopSettings, run_loop, stop_reason
+from nerloop.al import compare as al_compare
+from nerloop.al.checkpoints import CheckpointStore, ResumeError
+from nerloop.al.loop import LoopSettings, run_loop, stop_reason
 from tests.tiny_corpus import write_tiny_corpus
 
 ROOT = Path(__file__).parent.parent

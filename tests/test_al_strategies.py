@@ -14,9 +14,9 @@ from spacy.language import Language
 from typer.testing import CliRunner
 
 from scripts import score as score_cli
-from scripts.al.scoring import predict_pool, score_pool
-from scripts.al.selection import EmptyPoolError, jaccard, select_batch
-from scripts.al.strategies import (
+from nerloop.al.scoring import predict_pool, score_pool
+from nerloop.al.selection import EmptyPoolError, jaccard, select_batch
+from nerloop.al.strategies import (
     BALD,
     STRATEGIES,
     MissingSamplesError,
@@ -24,8 +24,8 @@ from scripts.al.strategies import (
     UnknownStrategyError,
     make_strategy,
 )
-from scripts.finetune import finetune, init_pipeline, save_pipeline
-from scripts.io_utils import read_docbin
+from nerloop.io_utils import read_docbin
+from nerloop.training import finetune, init_pipeline, save_pipeline
 from tests.tiny_corpus import gold_docs, write_tiny_corpus
 
 ROOT = Path(__file__).parent.parent

@@ -7,7 +7,8 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from scripts.bench_annotate import main, synthetic_sentences
+from nerloop.bench.annotate import synthetic_sentences
+from scripts.bench_annotate import main
 
 
 def test_synthetic_sentences_are_distinct_and_seeded():

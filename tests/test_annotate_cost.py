@@ -7,9 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from scripts.annotation_cost import annotation_cost, main
-from scripts.io_utils import write_docbin
-from scripts.llm.cost import (
+from nerloop.io_utils import write_docbin
+from nerloop.llm.cost import (
     cost_summary,
     estimate_recorded_usage,
     find_price,
@@ -17,8 +16,10 @@ from scripts.llm.cost import (
     markdown_table,
     reply_json,
 )
-from scripts.llm.tasks.token_ner import DEFAULT_TAG_IDS, make_token_ner_task
-from scripts.llm.usage import Usage, estimate_tokens
+from nerloop.llm.cost_report import annotation_cost
+from nerloop.llm.tasks.token_ner import DEFAULT_TAG_IDS, make_token_ner_task
+from nerloop.llm.usage import Usage, estimate_tokens
+from scripts.annotation_cost import main
 from tests.annotate_support import PROJECT_ROOT, make_docs
 
 PRICES = {

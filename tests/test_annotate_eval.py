@@ -10,8 +10,9 @@ import spacy
 from spacy.util import load_config
 from typer.testing import CliRunner
 
-from scripts.annotate_eval import app, sample_gold
-from scripts.io_utils import write_docbin
+from nerloop.io_utils import write_docbin
+from nerloop.llm.evaluation import sample_gold
+from scripts.annotate_eval import app
 from tests.annotate_support import (
     KEY_ENV,
     PROJECT_ROOT,
@@ -22,7 +23,7 @@ from tests.annotate_support import (
     make_docs,
     oracle_sentences,
 )
-from tests.fake_openai_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
+from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
 
 # A recorded set covering train sentences 0-3: 4 true positives, 3 false positives and
 # 2 false negatives against the gold of those sentences.

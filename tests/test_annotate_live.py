@@ -11,10 +11,10 @@ import pytest
 from spacy_llm.registry import registry
 from typer.testing import CliRunner
 
+from nerloop.io_utils import read_docbin, write_docbin
+from nerloop.llm.annotator import annotate_docs
+from nerloop.llm.cost import load_prices
 from scripts.annotate import app
-from scripts.io_utils import read_docbin, write_docbin
-from scripts.llm.annotator import annotate_docs
-from scripts.llm.cost import load_prices
 from tests.annotate_support import (
     KEY_ENV,
     PROJECT_ROOT,
@@ -26,7 +26,7 @@ from tests.annotate_support import (
     oracle_sentences,
     tags_of,
 )
-from tests.fake_openai_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
+from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
 
 PRICES = load_prices(PROJECT_ROOT / "configs" / "llm_prices.json")
 ORACLE = Oracle(oracle_sentences())

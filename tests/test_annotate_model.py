@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from scripts.llm.models.openai_compatible import OpenAICompatible
-from scripts.llm.models.openai_compatible.model import parse_retry_after
-from scripts.llm.redact import redact
+from nerloop.llm.models.openai_compatible import OpenAICompatible
+from nerloop.llm.models.openai_compatible.model import parse_retry_after
+from nerloop.llm.redact import redact
 
 
 def make_model(**settings) -> OpenAICompatible:

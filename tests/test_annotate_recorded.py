@@ -7,8 +7,8 @@ import json
 import spacy
 from typer.testing import CliRunner
 
+from nerloop.io_utils import read_docbin, write_docbin
 from scripts.annotate import app
-from scripts.io_utils import read_docbin, write_docbin
 from tests.annotate_support import PROJECT_ROOT, SENTENCES, make_doc, make_docs, tags_of
 
 # What the recorded LLM said about train sentences 0, 1, 2, 3 and 5 (4, 6, 7 not covered);

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.io_utils import read_docbin, write_docbin
+from nerloop.io_utils import read_docbin, write_docbin
 from tests.annotate_support import (
     KEY_ENV,
     TOKEN_NER_CONFIG,
@@ -18,7 +18,7 @@ from tests.annotate_support import (
     oracle_sentences,
     tags_of,
 )
-from tests.fake_openai_server import FakeOpenAIServer, FakeReply, Oracle
+from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle
 
 ANSWERED_BEFORE_KILL = 3
 CONCURRENCY = 2

@@ -9,7 +9,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy_llm.registry import registry
 
-from scripts.llm.tasks.token_ner import (
+from nerloop.llm.tasks.token_ner import (
     DEFAULT_TAG_IDS,
     ERROR_EXTENSION,
     STATS_EXTENSION,
@@ -17,7 +17,7 @@ from scripts.llm.tasks.token_ner import (
     parse_reply,
     repair_iob2,
 )
-from scripts.llm.tasks.token_ner.parser import extract_json, normalize_tag
+from nerloop.llm.tasks.token_ner.parser import extract_json, normalize_tag
 
 TOKENS = ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
 GOLD = ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
@@ -42,7 +42,7 @@ STUDY_PROMPT = (
 
 @pytest.fixture(scope="module")
 def task():
-    import scripts.llm  # noqa: F401  (registers nerloop.*)
+    import nerloop.llm  # noqa: F401  (registers nerloop.*)
 
     return registry.llm_tasks.get("nerloop.TokenNER.v1")()
 

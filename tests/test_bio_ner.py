@@ -481,7 +481,7 @@ def test_configs_build(name: str) -> None:
 
 
 def test_component_and_configs_follow_the_corpus_conventions() -> None:
-    from scripts import corpus_meta
+    from nerloop.corpus import meta as corpus_meta
 
     assert bio_ner.WEIGHT_KEY == corpus_meta.WEIGHT
     for name in ("tagger_tiny", "tagger_cnn", "tagger_trf_cpu", "tagger_trf_gpu"):

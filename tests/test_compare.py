@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.compare import compare_predictions, f1_from_counts, sentence_counts
-from scripts.seqeval_metrics import entity_scores
+from nerloop.eval.compare import compare_predictions, f1_from_counts, sentence_counts
+from nerloop.eval.metrics import entity_scores
 
 GOLD = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"], ["O", "B-MISC"], ["B-LOC", "O"]] * 25
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.conll import (
+from nerloop.corpus.conll import (
     ConllFormatError,
     Span,
     read_aligned_jsonl,

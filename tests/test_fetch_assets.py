@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import srsly
 
-from scripts.fetch_assets import AssetError, fetch_assets, load_assets
+from nerloop.corpus.assets import AssetError, fetch_assets, load_assets
 
 PROJECT_ROOT = Path(__file__).parent.parent
 CONTENT = {"conll2003/train.txt": b"EU NNP I-NP I-ORG\n", "extra/notes.txt": b"local only\n"}
@@ -102,7 +102,7 @@ def test_project_yml_lists_every_input_with_url_and_checksums() -> None:
 
 
 def test_project_yml_checksums_match_the_real_data(real_data_dir: Path) -> None:
-    from scripts.fetch_assets import checksum_problem
+    from nerloop.corpus.assets import checksum_problem
 
     for asset in load_assets(PROJECT_ROOT / "project.yml"):
         assert checksum_problem(asset, real_data_dir / asset.relative) is None, asset.dest

@@ -12,8 +12,10 @@ import numpy
 import pytest
 from typer.testing import CliRunner
 
-from scripts import hub_store
-from scripts.hub_store import (
+from nerloop import hub as hub_store
+from scripts import hub_store as hub_cli
+from nerloop.eval.pipeline import load_pipeline, predict_with_probs
+from nerloop.hub import (
     CheckpointNotFoundError,
     HubAuthError,
     HubCheckpointStore,
@@ -22,7 +24,6 @@ from scripts.hub_store import (
     load_checkpoint,
     push_to_hub,
 )
-from scripts.tagger_eval import load_pipeline, predict_with_probs
 from tests.fake_hf_hub import FakeHub
 from tests.tiny_tagger import sentence_docs, train_tiny_tagger
 
@@ -176,9 +177,9 @@ def test_token_never_written(
         store = HubCheckpointStore(tmp_path / "checkpoints", HubSettings(REPO))
         store.add(tiny_model, BRANCH)
         load_checkpoint(REPO, BRANCH, cache_dir=tmp_path / "cache")
-        pulled = runner.invoke(hub_store.app, ["pull", REPO, BRANCH, str(tmp_path / "pulled")])
+        pulled = runner.invoke(hub_cli.app, ["pull", REPO, BRANCH, str(tmp_path / "pulled")])
         pushed = runner.invoke(
-            hub_store.app, ["push", str(tiny_model), "cli_branch", "--repo", REPO]
+            hub_cli.app, ["push", str(tiny_model), "cli_branch", "--repo", REPO]
         )
         with pytest.raises(CheckpointNotFoundError) as missing:
             load_checkpoint(REPO, "no_such_branch")
@@ -279,17 +280,17 @@ def test_endpoint_comes_from_argument_or_environment(monkeypatch: pytest.MonkeyP
 def test_cli_push_and_pull(hub: FakeHub, tiny_model: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     result: Any = runner.invoke(
-        hub_store.app,
+        hub_cli.app,
         ["push", str(tiny_model), BRANCH, "--repo", REPO, "--endpoint", hub.url, "--public"],
     )
     assert result.exit_code == 0, result.output
     assert not hub.repos[REPO].private
-    result = runner.invoke(hub_store.app, ["pull", REPO, BRANCH, str(tmp_path / "model")])
+    result = runner.invoke(hub_cli.app, ["pull", REPO, BRANCH, str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
     assert not any(p.is_symlink() for p in (tmp_path / "model").rglob("*"))
     ents, _ = predictions(load_pipeline(tmp_path / "model"))
     assert ents == predictions(load_pipeline(tiny_model))[0]
-    result = runner.invoke(hub_store.app, ["pull", REPO, "nope", str(tmp_path / "nope")])
+    result = runner.invoke(hub_cli.app, ["pull", REPO, "nope", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "has no branch 'nope' (404)" in result.output
     assert not (tmp_path / "nope").exists()
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts import kfold
-from scripts.finetune import finetune, init_pipeline
-from scripts.io_utils import atomic_write_json, read_docbin
-from scripts.mix import ExpertPoolError
+from nerloop.budget import grid as kfold
+from nerloop.io_utils import atomic_write_json, read_docbin
+from nerloop.mixing import ExpertPoolError
+from nerloop.training import finetune, init_pipeline
 from tests.tiny_corpus import write_tiny_corpus
 
 ROOT = Path(__file__).parent.parent
@@ -104,7 +104,7 @@ def test_saturation_rule() -> None:
 
 
 def test_finetune_is_deterministic_and_keeps_the_best_epoch(tiny: dict[str, Path]) -> None:
-    from scripts.tagger_eval import load_pipeline
+    from nerloop.eval.pipeline import load_pipeline
 
     train, dev = read_docbin(tiny["gold"])[:12], read_docbin(tiny["dev"])
     histories = []
@@ -257,7 +257,7 @@ def test_expert_weights_table(tiny: dict[str, Path]) -> None:
 
 
 def test_saved_best_and_last_models_score_as_recorded(tiny: dict[str, Path]) -> None:
-    from scripts.tagger_eval import evaluate_pipeline, load_pipeline
+    from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
 
     history = json.loads((tiny["base"] / "llm_only" / "history.json").read_text())
     assert [entry["epoch"] for entry in history["history"]] == [1, 2, 3]
@@ -272,7 +272,7 @@ def test_saved_best_and_last_models_score_as_recorded(tiny: dict[str, Path]) -> 
 
 
 def test_init_model_trains_saves_and_scores_test_once(tiny: dict[str, Path]) -> None:
-    from scripts.init_model import train_init_model
+    from nerloop.budget.init_model import train_init_model
 
     base = tiny["base"] / "init"
     options = {

@@ -11,18 +11,18 @@ import typer
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-from scripts import corpus_meta as meta
-from scripts.io_utils import read_docbin
-from scripts.mix import (
+from nerloop.corpus import meta
+from nerloop.io_utils import read_docbin
+from nerloop.mixing import (
     ExpertPoolError,
     budget_from_percent,
     draw_expert_ids,
     expert_pool,
-    main,
     mix_corpus,
     mix_files,
     read_expert_ids,
 )
+from scripts.mix import main
 from tests.tiny_corpus import cheap_docs, gold_docs, write_tiny_corpus
 
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts import corpus_meta as meta
-from scripts.analyze import analyze
-from scripts.conll import ConllFormatError
-from scripts.io_utils import read_docbin
-from scripts.preprocess import preprocess
-from scripts.recorded_sets import RECORDED_SETS
+from nerloop.corpus import meta
+from nerloop.corpus.conll import ConllFormatError
+from nerloop.corpus.preprocess import preprocess
+from nerloop.corpus.recorded_sets import RECORDED_SETS
+from nerloop.eval.analyze import analyze
+from nerloop.io_utils import read_docbin
 
 ALL_SETS = list(RECORDED_SETS)
 

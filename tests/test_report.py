@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from scripts import report
+from nerloop.report import report
+from scripts import report as report_cli
 
 
 def test_missing_inputs_name_their_step_and_strict_fails(tmp_path: Path) -> None:
@@ -24,7 +25,7 @@ def test_missing_inputs_name_their_step_and_strict_fails(tmp_path: Path) -> None
     args += ["--training-dir", str(tmp_path / "training"), "--output", str(output)]
     args += ["--packages-dir", str(tmp_path / "packages")]
     app = typer.Typer()
-    app.command()(report.main)
+    app.command()(report_cli.main)
     lenient = CliRunner().invoke(app, args)
     assert lenient.exit_code == 0, lenient.output
     text = output.read_text()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts.compare import compare_predictions
-from scripts.evaluate import evaluate_model
-from scripts.io_utils import read_docbin
-from scripts.preprocess import preprocess
-from scripts.seqeval_metrics import doc_to_iob2
-from scripts.tagger_eval import load_pipeline, predict_with_probs
+from nerloop.corpus.preprocess import preprocess
+from nerloop.eval.compare import compare_predictions
+from nerloop.eval.evaluate import evaluate_model
+from nerloop.eval.metrics import doc_to_iob2
+from nerloop.eval.pipeline import load_pipeline, predict_with_probs
+from nerloop.io_utils import read_docbin
 
 ROOT = Path(__file__).parent.parent
 RAW_TEXT = "Peter Blackburn met EU officials in BRUSSELS ."
@@ -162,7 +162,7 @@ def test_package_installs_and_loads_from_another_directory(trained: dict[str, Pa
 
 
 def test_train_steps_stretches_a_schedule_and_keeps_a_constant_rate() -> None:
-    from scripts.train_steps import step_overrides
+    from nerloop.train_steps import step_overrides
 
     configs = Path(__file__).parent.parent / "configs"
     trf = step_overrides(configs / "tagger_trf_cpu.cfg", 240, 24, 60)

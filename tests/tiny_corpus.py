@@ -7,8 +7,8 @@ from pathlib import Path
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from scripts import corpus_meta as meta
-from scripts.io_utils import write_docbin
+from nerloop.corpus import meta
+from nerloop.io_utils import write_docbin
 
 # (words, entities as (start, end, label)): gold labels
 TEMPLATES = [

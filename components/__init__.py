@@ -1,0 +1,1 @@
+"""Registered architectures and factories that ship inside the packaged model."""

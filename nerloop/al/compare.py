@@ -1,0 +1,279 @@
+"""Compare query strategies: the same active learning loop, from the same initial model, once per
+strategy (entropy, the others, and the random baseline).
+
+Writes one PNG with dev F1 against expert sentences added for every strategy on the same axes, and
+a table (Markdown and JSON) of the expert sentences each strategy needed to reach a target dev F1
+(by default 95% of the gold model's, read from a metrics JSON such as ``metrics/gold.json``) and
+their ratio to random. Each strategy's loop runs in its own folder and resumes like ``al_loop``.
+Test is never used to compare or choose: only the chosen checkpoint (highest dev F1) of one
+strategy is scored on test, and only with ``--evaluate-test``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+from wasabi import msg
+
+from nerloop.al.loop import (
+    LoopSettings,
+    evaluate_chosen_on_test,
+    run_loop,
+)
+from nerloop.al.strategies import STRATEGIES, UnknownStrategyError
+from nerloop.budget.grid import _thread_env, default_threads, set_thread_limits
+from nerloop.eval.pipeline import read_dev_f1
+from nerloop.io_utils import atomic_write_json, atomic_write_text, png_figure
+
+DEFAULT_STRATEGIES = tuple(STRATEGIES)
+RANDOM = "random"
+
+
+def sentences_to_reach(history: dict[str, Any], target_f1: float) -> int | None:
+    """Expert sentences added (by the loop) at the first iteration whose dev F1 reaches
+    ``target_f1``; None when no iteration does."""
+    for entry in history["iterations"]:
+        if entry["dev"]["f1"] >= target_f1:
+            return int(entry["n_added"])
+    return None
+
+
+def curve_area(history: dict[str, Any]) -> float:
+    """Mean dev F1 over the iterations (a learning-curve area, 0 when there are none)."""
+    values = [entry["dev"]["f1"] for entry in history["iterations"]]
+    return sum(values) / len(values) if values else 0.0
+
+
+def compare_histories(
+    histories: dict[str, dict[str, Any]], target_f1: float | None
+) -> list[dict[str, Any]]:
+    """One row per strategy: sentences needed to reach the target, their ratio to random, the
+    final and best dev F1, the learning-curve area and the speed."""
+    needed = {
+        name: sentences_to_reach(history, target_f1) if target_f1 is not None else None
+        for name, history in histories.items()
+    }
+    random_needed = needed.get(RANDOM)
+    rows = []
+    for name, history in histories.items():
+        iterations = history["iterations"]
+        later = iterations[1:]
+        ratio = None
+        if needed[name] is not None and random_needed:
+            ratio = needed[name] / random_needed
+        rows.append(
+            {
+                "strategy": name,
+                "description": history["strategy"],
+                "n_initial_expert": history["n_initial_expert"],
+                "iterations": len(later),
+                "stopped": history["stopped"],
+                "final_n_added": iterations[-1]["n_added"],
+                "final_dev_f1": iterations[-1]["dev"]["f1"],
+                "best_dev_f1": history["chosen"]["dev"]["f1"],
+                "best_checkpoint": history["chosen"]["checkpoint"],
+                "curve_area": curve_area(history),
+                "sentences_to_target": needed[name],
+                "ratio_to_random": ratio,
+                "seconds_per_iteration": (
+                    sum(e["seconds"]["iteration"] for e in later) / len(later) if later else None
+                ),
+                "scoring_sentences_per_second": (
+                    sum(e["scoring"]["sentences_per_second"] for e in later) / len(later)
+                    if later
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_markdown(result: dict[str, Any]) -> str:
+    target = result["target"]
+    lines = ["# Active learning: query strategies compared (dev)", ""]
+    if target["f1"] is not None:
+        lines.append(f"Target: dev F1 ≥ {target['f1']:.4f} ({target['description']}).")
+    else:
+        lines.append("No target given: only the curves are compared.")
+    lines += [
+        "",
+        "| strategy | sentences added to reach the target | ratio to random | iterations "
+        "| added | final dev F1 | best dev F1 | mean dev F1 over iterations | s / iteration "
+        "| scoring sentences/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        reached = row["sentences_to_target"]
+        lines.append(
+            f"| {row['strategy']} | {'not reached' if reached is None else reached} | "
+            f"{_number(row['ratio_to_random'], 2)} | {row['iterations']} | "
+            f"{row['final_n_added']} | {_number(row['final_dev_f1'])} | "
+            f"{_number(row['best_dev_f1'])} | {_number(row['curve_area'])} | "
+            f"{_number(row['seconds_per_iteration'], 1)} | "
+            f"{_number(row['scoring_sentences_per_second'], 1)} |"
+        )
+    lines += [
+        "",
+        f"Every strategy starts from the same model with {result['n_initial_expert']} initial "
+        "expert sentences; 'sentences added' counts the sentences the loop added on top.",
+    ]
+    if result.get("test"):
+        test = result["test"]
+        lines.append(
+            f"\nChosen checkpoint ({test['strategy']}, {test['checkpoint']}, by dev F1): "
+            f"test F1 {test['test']['f1']:.4f}, dev F1 {test['dev']['f1']:.4f}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(
+    histories: dict[str, dict[str, Any]], path: Path, target_f1: float | None = None
+) -> Path:
+    """Dev F1 against expert sentences added, one line per strategy; written atomically."""
+    with png_figure(path) as (_, ax):
+        for name, history in histories.items():
+            points = [(e["n_added"], e["dev"]["f1"]) for e in history["iterations"]]
+            style = {"linestyle": "--", "color": "black"} if name == RANDOM else {}
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name, **style)
+        if target_f1 is not None:
+            ax.axhline(target_f1, color="grey", linestyle=":", label=f"target ({target_f1:.3f})")
+        ax.set_xlabel("expert sentences added by active learning")
+        ax.set_ylabel("dev entity F1 (seqeval)")
+        ax.set_title("Active learning: query strategies")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+    return Path(path)
+
+
+def resolve_target(
+    gold_metrics: Path | None, target_fraction: float, target_f1: float | None
+) -> dict[str, Any]:
+    if target_f1 is not None:
+        return {"f1": target_f1, "description": "given"}
+    reference = read_dev_f1(gold_metrics)
+    if reference is None:
+        return {"f1": None, "description": "none"}
+    return {
+        "f1": target_fraction * reference["f1"],
+        "description": f"{100 * target_fraction:g}% of {reference['model']}'s dev F1 "
+        f"{reference['f1']:.4f} ({reference['path']})",
+        "reference": reference,
+    }
+
+
+def _run_strategy_worker(settings: LoopSettings, output_dir: Path, threads: int) -> dict[str, Any]:
+    """One strategy's loop in a worker process, with its share of the CPU threads."""
+    set_thread_limits(threads)
+    return run_loop(settings, output_dir, progress=False)
+
+
+def run_strategies(
+    settings: LoopSettings,
+    output_dir: Path,
+    strategies: Sequence[str],
+    *,
+    processes: int = 1,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Run (or resume) the loop once per strategy, each in ``output_dir/<strategy>``.
+
+    processes (int): Strategies run at the same time, each in its own spawned process with
+        ``cores / processes`` threads (the CPU tagger trains on one core, so 2 processes use a
+        2-core machine fully). 1 runs them one after the other in this process.
+    RETURNS (Dict[str, dict]): The history of each strategy, in the order given.
+    """
+    if processes <= 1 or len(strategies) == 1:
+        histories = {}
+        for name in strategies:
+            msg.divider(f"strategy: {name}")
+            histories[name] = run_loop(
+                replace(settings, strategy=name), output_dir / name, progress=progress
+            )
+        return histories
+    threads = default_threads(processes)
+    done: dict[str, dict[str, Any]] = {}
+    context = multiprocessing.get_context("spawn")
+    with (
+        _thread_env(threads),
+        ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool,
+        tqdm(total=len(strategies), desc="strategies", unit="loop", disable=not progress) as bar,
+    ):
+        futures = {
+            pool.submit(
+                _run_strategy_worker, replace(settings, strategy=name), output_dir / name, threads
+            ): name
+            for name in strategies
+        }
+        for future in as_completed(futures):
+            name = futures[future]
+            history = future.result()
+            done[name] = history
+            last = history["iterations"][-1]
+            bar.write(
+                f"{name}: {len(history['iterations']) - 1} iterations, stopped: "
+                f"{history['stopped']}, dev F1 {last['dev']['f1']:.4f} with {last['n_added']} added"
+            )
+            bar.update(1)
+    return {name: done[name] for name in strategies}
+
+
+def run_comparison(
+    settings: LoopSettings,
+    output_dir: Path,
+    strategies: Sequence[str],
+    *,
+    target: dict[str, Any],
+    evaluate_test: Path | None = None,
+    chosen_strategy: str = "entropy",
+    output: Path | None = None,
+    table: Path | None = None,
+    plot: Path | None = None,
+    progress: bool = True,
+    processes: int = 1,
+) -> dict[str, Any]:
+    """Run (or resume) the loop once per strategy, then write the JSON, table and plot."""
+    if not strategies:
+        raise UnknownStrategyError("give at least one strategy")
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
+    if evaluate_test is not None and chosen_strategy not in strategies:
+        raise UnknownStrategyError(f"--chosen-strategy {chosen_strategy!r} is not compared")
+    histories = run_strategies(
+        settings, output_dir, strategies, processes=processes, progress=progress
+    )
+    result: dict[str, Any] = {
+        "strategies": list(strategies),
+        "target": target,
+        "n_initial_expert": next(iter(histories.values()))["n_initial_expert"],
+        "settings": {k: v for k, v in settings.to_dict().items() if k != "strategy"},
+        "rows": compare_histories(histories, target["f1"]),
+        "curves": {
+            name: [
+                {"n_added": e["n_added"], "dev": e["dev"], "checkpoint": e["checkpoint"]}
+                for e in history["iterations"]
+            ]
+            for name, history in histories.items()
+        },
+        "test": None,
+    }
+    if evaluate_test is not None:
+        result["test"] = evaluate_chosen_on_test(output_dir / chosen_strategy, evaluate_test)
+    atomic_write_json(output or output_dir / "comparison.json", result)
+    atomic_write_text(table or output_dir / "comparison.md", comparison_markdown(result))
+    plot_comparison(histories, plot or output_dir / "comparison.png", target["f1"])
+    return result
+
+
+
+

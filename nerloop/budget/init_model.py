@@ -1,0 +1,200 @@
+"""Train the ``init`` model: the cheap set plus expert labels for a budget drawn from the pool.
+
+The budgets are the one the k-fold experiment recommends (``recommended_budget_pct`` of its
+summary) and the study's 12%. For each, expert sentences are drawn once from the full expert pool
+(seeded), mixed into the cheap set, and the model is fine-tuned from the LLM-only model (or trained
+from scratch), the epoch being chosen on dev only. The chosen model is then scored on dev and, once,
+on test, in the format of ``scripts/evaluate.py``.
+
+Outputs per budget ``<pct>``: ``<corpus-dir>/init_<pct>.spacy`` and ``.json`` (the mixed corpus and
+its provenance, e.g. the expert sentence ids), ``<training-dir>/init_<pct>/model-best``,
+``model-last`` and ``history.json``, ``<metrics-dir>/init_<pct>.json``; and
+``<metrics-dir>/init_models.json``, an index naming the recommended and the study's model.
+A budget whose metrics file was made with the same settings and inputs is skipped, so test is not
+scored again for nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from spacy.vocab import Vocab
+from wasabi import msg
+
+from nerloop.budget.grid import DEFAULT_EPOCHS, format_number
+from nerloop.corpus import meta
+from nerloop.eval.evaluate import evaluate_model
+from nerloop.io_utils import atomic_write_json, input_hashes, read_docbin, write_docbin
+from nerloop.mixing import (
+    budget_from_percent,
+    draw_expert_ids,
+    expert_pool,
+    mix_corpus,
+    resolve_pool_setting,
+)
+from nerloop.training import (
+    finetune,
+    load_or_init_pipeline,
+)
+
+
+def model_name(budget_pct: float) -> str:
+    return f"init_{format_number(budget_pct)}"
+
+
+def recommended_budget(summary_path: Path) -> float:
+    """The recommended starting budget (percent) of a k-fold summary.json."""
+    summary = json.loads(summary_path.read_text(encoding="utf8"))
+    value = summary.get("recommended_budget_pct")
+    if value is None:
+        raise ValueError(f"{summary_path} has no recommended_budget_pct: rerun scripts.kfold")
+    return float(value)
+
+
+def train_init_model(
+    cheap_path: Path,
+    gold_path: Path,
+    dev_path: Path,
+    test_path: Path,
+    budget_pct: float,
+    *,
+    init_model: Path | None = None,
+    config_path: Path | None = None,
+    training_dir: Path = Path("training"),
+    corpus_dir: Path = Path("corpus/mixed"),
+    metrics_dir: Path = Path("metrics"),
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    pool: str = "auto",
+    cheap_weight: float = 1.0,
+    expert_weight: float = 1.0,
+    learn_rate: float | None = None,
+    dropout: float | None = None,
+    batch_words: int | None = None,
+    gpu_id: int = -1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Draw, mix, train (selecting the epoch on dev), save and evaluate one init model.
+
+    RETURNS (dict): The metrics written to ``<metrics_dir>/init_<pct>.json`` (the format of
+        ``scripts/evaluate.py`` plus ``study_name``, ``train_data``, ``expert_budget`` and
+        ``fingerprint``).
+    """
+    name = model_name(budget_pct)
+    metrics_path = metrics_dir / f"{name}.json"
+    vocab = Vocab()
+    cheap = read_docbin(cheap_path, vocab)
+    gold = read_docbin(gold_path, vocab)
+    cheap_ids = [meta.sent_id(doc) for doc in cheap]
+    gold_ids = [meta.sent_id(doc) for doc in gold]
+    setting = resolve_pool_setting(cheap_ids, gold_ids, pool)
+    n_expert = budget_from_percent(budget_pct, len(cheap))
+    expert_ids = draw_expert_ids(expert_pool(cheap_ids, gold_ids, setting), n_expert, seed)
+    settings = {
+        "budget_pct": budget_pct,
+        "n_expert": n_expert,
+        "pool": setting,
+        "epochs": epochs,
+        "seed": seed,
+        "cheap_weight": cheap_weight,
+        "expert_weight": expert_weight,
+        "learn_rate": learn_rate,
+        "dropout": dropout,
+        "batch_words": batch_words,
+        "mode": "finetune" if init_model else "scratch",
+        "inputs": input_hashes(
+            {
+                "cheap": str(cheap_path),
+                "gold": str(gold_path),
+                "dev": str(dev_path),
+                "test": str(test_path),
+                "init_model": str(init_model) if init_model else None,
+                "config": str(config_path) if config_path else None,
+            }
+        ),
+    }
+    fingerprint = hashlib.sha256(
+        json.dumps({**settings, "expert_ids": expert_ids}, sort_keys=True).encode()
+    ).hexdigest()
+    if metrics_path.exists():
+        previous = json.loads(metrics_path.read_text(encoding="utf8"))
+        if previous.get("fingerprint") == fingerprint:
+            msg.info(f"{metrics_path} is up to date: skipped (test is scored only once)")
+            return previous
+    mixed = mix_corpus(
+        cheap,
+        gold,
+        expert_ids,
+        pool=setting,
+        cheap_weight=cheap_weight,
+        expert_weight=expert_weight,
+    )
+    corpus_path = corpus_dir / f"{name}.spacy"
+    write_docbin(corpus_path, mixed.docs)
+    atomic_write_json(
+        corpus_dir / f"{name}.json",
+        {
+            "cheap_path": str(cheap_path),
+            "gold_path": str(gold_path),
+            "output_path": str(corpus_path),
+            "selection": {"method": "random", "budget": n_expert, "budget_pct": budget_pct},
+            "seed": seed,
+            **mixed.summary,
+        },
+    )
+    dev_docs = read_docbin(dev_path)
+    nlp = load_or_init_pipeline(
+        mixed.docs, init_model=init_model, config_path=config_path, seed=seed, gpu_id=gpu_id
+    )
+    result = finetune(
+        nlp,
+        mixed.docs,
+        dev_docs,
+        epochs=epochs,
+        seed=seed,
+        learn_rate=learn_rate,
+        dropout=dropout,
+        batch_words=batch_words,
+        eval_every=1,
+        keep_best=True,
+        progress=progress,
+        description=name,
+    )
+    result.settings.update(
+        {
+            "init_model": str(init_model) if init_model else None,
+            "config": str(config_path) if config_path else None,
+            "expert_budget_pct": budget_pct,
+            "n_expert": n_expert,
+        }
+    )
+    output_dir = training_dir / name
+    result.save(output_dir)
+    metrics = evaluate_model(output_dir / "model-best", name, {"dev": dev_path, "test": test_path})
+    cheap_name = Path(cheap_path).stem
+    metrics.update(
+        {
+            # the key of scripts/model_table.py's STUDY_F1, e.g. init_12_llama405b
+            "study_name": f"{name}_{cheap_name}",
+            "train_data": f"{cheap_name} + {n_expert} expert ({format_number(budget_pct)}%)",
+            "expert_budget": {
+                "budget_pct": budget_pct,
+                "n_expert": n_expert,
+                "pool": setting,
+                "pool_size": mixed.summary["pool_size"],
+                "counts": mixed.summary["counts"],
+                "corpus": str(corpus_path),
+                "best_epoch": result.best_epoch,
+            },
+            "fingerprint": fingerprint,
+        }
+    )
+    atomic_write_json(metrics_path, metrics)
+    return metrics
+
+
+
+

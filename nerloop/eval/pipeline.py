@@ -1,0 +1,120 @@
+"""Run a trained ``bio_ner`` pipeline over gold Docs and measure it as the study does.
+
+The study's three measures are validation loss, seqeval accuracy and seqeval entity F1; precision,
+recall and the per-type report come with them. Predictions keep the gold tokenisation.
+``read_dev_f1`` reads the dev F1 back from a metrics JSON (``scripts/evaluate.py``'s format).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc
+from tqdm import tqdm
+
+from nerloop.eval.metrics import doc_to_iob2, entity_scores
+
+TAGGER_NAME = "bio_ner"
+_LOG_FLOOR = 1e-12
+
+
+def load_pipeline(path: Path | str) -> Language:
+    """Load a trained pipeline whose code lives in ``components/`` (registers the factory)."""
+    import spacy
+
+    import components.bio_ner  # noqa: F401  (registers nerloop.* and the bio_ner factory)
+
+    path = Path(path)
+    if not (path / "config.cfg").exists():
+        raise FileNotFoundError(
+            f"{path} is not a spaCy pipeline folder (no config.cfg): train it first"
+        )
+    return spacy.load(path)
+
+
+def tagger_of(nlp: Language):
+    if TAGGER_NAME not in nlp.pipe_names:
+        raise ValueError(f"the pipeline has no {TAGGER_NAME!r} component: {nlp.pipe_names}")
+    return nlp.get_pipe(TAGGER_NAME)
+
+
+def blank_copies(nlp: Language, docs: Sequence[Doc]) -> list[Doc]:
+    """Unannotated Docs with the same tokens and whitespace, in the pipeline's vocab."""
+    return [
+        Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+        for doc in docs
+    ]
+
+
+def predict_with_probs(
+    nlp: Language, docs: Sequence[Doc], batch_size: int = 64, progress: bool = True
+) -> tuple[list[Doc], list[numpy.ndarray]]:
+    """Annotate copies of ``docs`` and return them with the tagger's per-token probabilities."""
+    tagger = tagger_of(nlp)
+    others = [name for name in nlp.pipe_names if name != TAGGER_NAME]
+    predicted: list[Doc] = []
+    probs: list[numpy.ndarray] = []
+    copies = blank_copies(nlp, docs)
+    bar = tqdm(total=len(copies), desc="predict", unit="sent", disable=not progress, leave=False)
+    for start in range(0, len(copies), batch_size):
+        batch = copies[start : start + batch_size]
+        for name in others:
+            batch = list(nlp.get_pipe(name).pipe(batch))
+        batch_probs = tagger.predict_proba(batch)
+        tagger.set_annotations(batch, batch_probs)
+        predicted.extend(batch)
+        probs.extend(batch_probs)
+        bar.update(len(batch))
+    bar.close()
+    return predicted, probs
+
+
+def validation_loss(
+    gold_docs: Sequence[Doc], probs: Sequence[numpy.ndarray], tag_names: Sequence[str]
+) -> float:
+    """Mean cross-entropy of the gold IOB2 tag per token (the study's validation loss)."""
+    index = {name: i for i, name in enumerate(tag_names)}
+    total, n_tokens = 0.0, 0
+    for doc, doc_probs in zip(gold_docs, probs, strict=True):
+        if not len(doc):
+            continue
+        gold = numpy.asarray([index[tag] for tag in doc_to_iob2(doc)])
+        picked = doc_probs[numpy.arange(len(gold)), gold]
+        total += float(-numpy.log(numpy.maximum(picked, _LOG_FLOOR)).sum())
+        n_tokens += len(gold)
+    return total / n_tokens if n_tokens else 0.0
+
+
+def evaluate_pipeline(
+    nlp: Language, gold_docs: Sequence[Doc], batch_size: int = 64, progress: bool = True
+) -> dict[str, Any]:
+    """Loss, seqeval accuracy/P/R/F1 and per-type scores of a pipeline on gold Docs."""
+    start = time.perf_counter()
+    predicted, probs = predict_with_probs(nlp, gold_docs, batch_size, progress)
+    seconds = time.perf_counter() - start
+    scores = entity_scores(
+        [doc_to_iob2(doc) for doc in gold_docs], [doc_to_iob2(doc) for doc in predicted]
+    )
+    scores["loss"] = validation_loss(gold_docs, probs, tagger_of(nlp).tag_names)
+    n_words = sum(len(doc) for doc in gold_docs)
+    scores["words_per_second"] = n_words / seconds if seconds else 0.0
+    scores["seconds"] = seconds
+    return scores
+
+
+def read_dev_f1(path: Path | None) -> dict[str, Any] | None:
+    """``{"f1", "model", "path"}`` from a metrics JSON with ``{"dev": {"f1": ...}}``."""
+    if path is None:
+        return None
+    data = json.loads(Path(path).read_text(encoding="utf8"))
+    try:
+        f1 = float(data["dev"]["f1"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path} has no dev F1 (expected {{'dev': {{'f1': ...}}}})") from None
+    return {"f1": f1, "model": data.get("model", Path(path).stem), "path": str(path)}

@@ -1,0 +1,72 @@
+"""Registered functions of the token-level NER task (what configs call)."""
+
+from __future__ import annotations
+
+from spacy.tokens import Doc
+from spacy_llm.registry import registry
+from spacy_llm.tasks.ner.util import score as ner_score
+from spacy_llm.tasks.util.sharding import make_shard_mapper
+from spacy_llm.ty import Scorer, ShardMapper, ShardReducer, TaskResponseParser
+
+from nerloop.llm.tasks.token_ner.parser import parse_responses_v1
+from nerloop.llm.tasks.token_ner.task import (
+    DEFAULT_TOKEN_NER_TEMPLATE_V1,
+    TokenNERExample,
+    TokenNERTask,
+)
+from nerloop.llm.tasks.token_ner.util import DEFAULT_TAG_IDS
+
+
+def reduce_shards_to_doc(task: TokenNERTask, shards) -> Doc:
+    """Fuse Doc shards back into one Doc (entities are token attributes, so they survive)."""
+    shards = list(shards)
+    return shards[0] if len(shards) == 1 else Doc.from_docs(shards, ensure_whitespace=True)
+
+
+@registry.llm_misc("nerloop.TokenNERParser.v1")
+def make_token_ner_parser() -> TaskResponseParser[TokenNERTask]:
+    return parse_responses_v1
+
+
+@registry.llm_misc("nerloop.TokenNERShardReducer.v1")
+def make_shard_reducer() -> ShardReducer:
+    return reduce_shards_to_doc
+
+
+@registry.llm_tasks("nerloop.TokenNER.v1")
+def make_token_ner_task(
+    template: str = DEFAULT_TOKEN_NER_TEMPLATE_V1,
+    tag_ids: dict[str, int] | None = None,
+    min_aligned_fraction: float = 0.5,
+    parse_responses: TaskResponseParser[TokenNERTask] | None = None,
+    shard_mapper: ShardMapper | None = None,
+    shard_reducer: ShardReducer | None = None,
+    scorer: Scorer | None = None,
+) -> TokenNERTask:
+    """TokenNER.v1 task factory: the study's prompt (tokens listed one by one, a JSON reply
+    with ``tokens`` and ``ner_tags`` as tag ids).
+
+    template (str): prompt template; the default reproduces the study's prompt byte for byte.
+    tag_ids (Optional[Dict[str, int]]): IOB2 tag -> id; default the study's
+        ``{'O': 0, 'B-PER': 1, 'I-PER': 2, 'B-ORG': 3, 'I-ORG': 4, 'B-LOC': 5, 'I-LOC': 6,
+        'B-MISC': 7, 'I-MISC': 8}``.
+    min_aligned_fraction (float): a reply that matches fewer of the sentence's tokens is
+        recorded as a failure instead of being guessed.
+    parse_responses (Optional[TaskResponseParser]): reply parser (``nerloop.TokenNERParser.v1``).
+    shard_mapper (Optional[ShardMapper]): maps Docs to shards if a prompt exceeds the context.
+    shard_reducer (Optional[ShardReducer]): fuses shards back into one Doc.
+    scorer (Optional[Scorer]): scorer (spaCy's entity P/R/F).
+    RETURNS (TokenNERTask): the task.
+    """
+    if not 0.0 <= min_aligned_fraction <= 1.0:
+        raise ValueError(f"min_aligned_fraction must be in [0, 1], got {min_aligned_fraction}")
+    return TokenNERTask(
+        parse_responses=parse_responses or parse_responses_v1,
+        prompt_example_type=TokenNERExample,
+        template=template,
+        tag_ids=dict(tag_ids or DEFAULT_TAG_IDS),
+        min_aligned_fraction=min_aligned_fraction,
+        shard_mapper=shard_mapper or make_shard_mapper(),
+        shard_reducer=shard_reducer or make_shard_reducer(),
+        scorer=scorer or ner_score,
+    )

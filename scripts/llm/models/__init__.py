@@ -1,3 +1,0 @@
-"""spacy-llm models registered by the project (one folder per backend, as in spacy-llm)."""
-
-from . import openai_compatible  # noqa: F401  (registers the functions)

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from spacy.language import Language
 from wasabi import msg
 
+from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import load_pipeline
 from nerloop.io_utils import atomic_path, atomic_write_json
 
@@ -47,7 +48,7 @@ _MASK = "***"
 _ENDPOINT_LOCK = threading.Lock()
 
 
-class HubStoreError(RuntimeError):
+class HubStoreError(NerloopError, RuntimeError):
     """A checkpoint could not be stored, pushed or loaded."""
 
 

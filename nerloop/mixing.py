@@ -28,6 +28,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from nerloop.corpus import meta
+from nerloop.errors import NerloopError
 from nerloop.io_utils import atomic_write_json, read_docbin, write_docbin
 
 POOL_SETTINGS = ("auto", "rest", "cheap")
@@ -43,7 +44,7 @@ CheapWeightOption = Annotated[float, typer.Option(help="Loss weight of the cheap
 ExpertWeightOption = Annotated[float, typer.Option(help="Loss weight of the expert sentences")]
 
 
-class ExpertPoolError(ValueError):
+class ExpertPoolError(NerloopError, ValueError):
     """The expert sentences asked for cannot be taken from the expert pool."""
 
 

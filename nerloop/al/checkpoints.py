@@ -25,6 +25,7 @@ from typing import Any
 
 from spacy.language import Language
 
+from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import load_pipeline
 from nerloop.io_utils import atomic_write_json
 from nerloop.training import save_pipeline
@@ -33,7 +34,7 @@ CHECKPOINTS_DIR = "checkpoints"
 NAME_PATTERN = re.compile(r"^active_iter_(\d+)_added_(\d+)$")
 
 
-class ResumeError(ValueError):
+class ResumeError(NerloopError, ValueError):
     """The checkpoints on disk cannot be continued with the settings given."""
 
 

@@ -53,6 +53,7 @@ from nerloop.mixing import (
     merge_labels,
 )
 from nerloop.training import (
+from nerloop.errors import NerloopError
     DEV_KEYS,
     finetune,
 )
@@ -62,7 +63,7 @@ EXPERT_FILE = "expert.spacy"
 STATE_VERSION = 1
 
 
-class HumanLoopError(ValueError):
+class HumanLoopError(NerloopError, ValueError):
     """The state folder is not ready for the command (nothing pending, already pending, ...)."""
 
 

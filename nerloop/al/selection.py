@@ -16,8 +16,10 @@ from collections.abc import Sequence
 
 import numpy
 
+from nerloop.errors import NerloopError
 
-class EmptyPoolError(ValueError):
+
+class EmptyPoolError(NerloopError, ValueError):
     """There is nothing left in the pool to select from."""
 
 

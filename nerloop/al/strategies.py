@@ -31,14 +31,16 @@ from dataclasses import dataclass
 
 import numpy
 
+from nerloop.errors import NerloopError
+
 _LOG_FLOOR = 1e-12
 
 
-class UnknownStrategyError(ValueError):
+class UnknownStrategyError(NerloopError, ValueError):
     """A strategy name that is not in ``STRATEGIES``."""
 
 
-class MissingSamplesError(ValueError):
+class MissingSamplesError(NerloopError, ValueError):
     """A strategy needs Monte Carlo dropout samples that the predictions do not carry."""
 
 

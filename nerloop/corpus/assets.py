@@ -20,13 +20,14 @@ import srsly
 from tqdm import tqdm
 from wasabi import msg
 
+from nerloop.errors import NerloopError
 from nerloop.io_utils import atomic_path
 
 DATA_DIR_ENV = "NERLOOP_DATA_DIR"
 ASSETS_ROOT = "assets"
 
 
-class AssetError(RuntimeError):
+class AssetError(NerloopError, RuntimeError):
     """An asset that cannot be provided; the message says which file and how to fix it."""
 
 

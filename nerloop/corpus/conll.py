@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nerloop.corpus.meta import ENTITY_LABELS
+from nerloop.errors import NerloopError
 
 DOCSTART = "-DOCSTART-"
 # Tags that LLM annotators emit as garbage (BERT special tokens): dropped (mapped to O) and counted.
 GARBAGE_TAGS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"})
 
 
-class ConllFormatError(ValueError):
+class ConllFormatError(NerloopError, ValueError):
     """A line of an input file that cannot be read; the message names ``file:line``."""
 
     def __init__(self, path: Path | str, line: int, reason: str, fix: str = "") -> None:

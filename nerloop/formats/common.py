@@ -28,6 +28,7 @@ from spacy.tokens import Doc, Span
 
 from nerloop.corpus import meta
 from nerloop.corpus.meta import ENTITY_LABELS
+from nerloop.errors import NerloopError
 
 LABEL_STUDIO = "labelstudio"
 PRODIGY = "prodigy"
@@ -111,7 +112,7 @@ def stable_hash(value: Any) -> int:
     return int.from_bytes(hashlib.sha1(data).digest()[:4], "big", signed=True)
 
 
-class SelectedBatchError(ValueError):
+class SelectedBatchError(NerloopError, ValueError):
     """The selected batch cannot be matched with tasks (a Doc without ``sent_id``, duplicates)."""
 
 

@@ -28,6 +28,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from nerloop.corpus import meta
+from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import load_pipeline, predict_with_probs
 from nerloop.formats.common import (
     FROM_NAME,
@@ -45,7 +46,7 @@ from nerloop.formats.common import (
 from nerloop.io_utils import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_docbin
 
 
-class ExportError(ValueError):
+class ExportError(NerloopError, ValueError):
     """The batch cannot be exported as the experts' tools need it (e.g. a label they lack)."""
 
 

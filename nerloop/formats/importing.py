@@ -43,6 +43,7 @@ from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
 from nerloop.corpus import meta
+from nerloop.errors import NerloopError
 from nerloop.formats.common import (
     FORMATS,
     FROM_NAME,
@@ -77,7 +78,7 @@ class ImportProblem:
         return f"{', '.join(where) or 'export'}: {self.message}"
 
 
-class ImportValidationError(ValueError):
+class ImportValidationError(NerloopError, ValueError):
     """The export does not match the selected batch; ``problems`` lists every mismatch."""
 
     def __init__(self, problems: Sequence[ImportProblem], source: str | Path | None = None):

@@ -22,6 +22,7 @@ from typing import Any, Iterable  # noqa: UP035  (spacy-llm inspects typing gene
 
 import requests
 
+from nerloop.errors import NerloopError
 from nerloop.llm.redact import redact, register_secret
 from nerloop.llm.usage import estimate_tokens
 
@@ -30,7 +31,7 @@ logger = logging.getLogger("nerloop.llm")
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-class LLMRequestError(RuntimeError):
+class LLMRequestError(NerloopError, RuntimeError):
     """A prompt could not be answered (after retries, or a status that is not retried)."""
 
     def __init__(self, message: str, *, status: int | None = None, attempts: int = 0):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from spacy.tokens import Doc
 
+from nerloop.errors import NerloopError
 from nerloop.llm.tasks.token_ner.util import TYPE_SYNONYMS, repair_iob2
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ _JSON_LITERALS = {"true": "True", "false": "False", "null": "None"}
 _JSON_LITERAL_RE = re.compile(r"\b(true|false|null)\b")
 
 
-class ReplyError(ValueError):
+class ReplyError(NerloopError, ValueError):
     """The reply cannot be turned into one tag per original token."""
 
 

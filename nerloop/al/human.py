@@ -41,6 +41,7 @@ from nerloop.al.scoring import score_pool
 from nerloop.al.selection import EmptyPoolError, select_batch
 from nerloop.al.strategies import UnknownStrategyError, make_strategy
 from nerloop.corpus import meta
+from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
 from nerloop.formats.common import SelectedBatchError
 from nerloop.formats.export import ExportError, export_batch
@@ -53,7 +54,6 @@ from nerloop.mixing import (
     merge_labels,
 )
 from nerloop.training import (
-from nerloop.errors import NerloopError
     DEV_KEYS,
     finetune,
 )

@@ -156,10 +156,11 @@ def _run_ray(func, items, on_result, on_failure, processes: int, threads: int, a
         ray.init(**options)
         started = True
     try:
+        # Ray takes functions, not functools.partial objects: the arguments go with each task
         remote = ray.remote(num_cpus=threads, max_retries=0, runtime_env={"env_vars": env})(
-            partial(_limited, func, threads)
+            _limited
         )
-        pending = {remote.remote(item): item for item in items}
+        pending = {remote.remote(func, threads, item): item for item in items}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

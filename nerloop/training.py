@@ -1,12 +1,14 @@
-"""Train a ``bio_ner`` pipeline programmatically on in-memory Docs, evaluating on dev each epoch.
+"""Train a ``bio_ner`` pipeline programmatically on in-memory Docs, evaluating on dev.
 
 Shared by the expert-budget experiment (``scripts/kfold.py``, ``scripts/init_model.py``) and the
 active-learning loop. A pipeline comes either fresh from a training config (``init_nlp``, as
 ``spacy train`` does) or warm-started from a trained pipeline folder (e.g. the LLM-only model);
-``finetune`` then trains it for a fixed number of epochs with the optimizer and batcher of the
-pipeline's ``[training]`` block (learning rate, dropout and batch size can be overridden), scores it
-on dev with ``scripts.tagger_eval.evaluate_pipeline`` (entity F1, seqeval accuracy, validation
-loss) after each epoch, and keeps the history and the best and last weights.
+``finetune`` then trains it with spaCy's own loop (``spacy.training.loop.train_while_improving``)
+and the pipeline's ``[training]`` block (optimizer and its schedules, batcher, dropout,
+``accumulate_gradient``, ``patience``, ``max_steps``, ``score_weights``, frozen and annotating
+components, ``before_update``), with per-call overrides. It scores the pipeline on dev with
+``nerloop.eval.pipeline.evaluate_pipeline`` (entity F1, seqeval accuracy, validation loss) at the
+end of every ``eval_every``-th epoch and keeps the history and the best and last weights.
 
 Runs are deterministic for a seed on CPU (``spacy.util.fix_random_seed`` fixes random, numpy and
 torch; the shuffling has its own seeded generator).
@@ -14,30 +16,62 @@ torch; the shuffling has its own seeded generator).
 
 from __future__ import annotations
 
+import copy
+import math
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from catalogue import RegistryError
+from confection import ConfigValidationError
 from spacy import util
 from spacy.language import Language
+from spacy.schemas import ConfigSchemaTraining
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.training.batchers import minibatch_by_words
 from spacy.training.initialize import init_nlp
-from thinc.api import Optimizer
+from spacy.training.loop import train_while_improving
 from tqdm import tqdm
 
+from nerloop.errors import SettingsError
 from nerloop.eval.pipeline import TAGGER_NAME, evaluate_pipeline, load_pipeline
 from nerloop.io_utils import atomic_path, atomic_write_json, write_docbin
 
-# The dev scores kept per epoch (evaluate_pipeline also gives per-type scores and timings).
+# The dev scores kept per evaluation (evaluate_pipeline also gives per-type scores and timings).
 DEV_KEYS = ("f1", "precision", "recall", "accuracy", "loss")
-SELECT_BY = "f1"
+SELECT_BY = "f1"  # the selection score when [training.score_weights] weighs nothing
+# spaCy's names in [training.score_weights] for the scores evaluate_pipeline reports as DEV_KEYS
+# (the DEV_KEYS themselves may be weighted too, e.g. ``loss = -0.1``).
+SCORE_NAMES = {"ents_f": "f1", "ents_p": "precision", "ents_r": "recall"}
+# The [training] settings finetune reads (``training`` overrides may set any of them) ...
+TRAINING_KEYS = (
+    "accumulate_gradient",
+    "annotating_components",
+    "batcher",
+    "before_update",
+    "dropout",
+    "eval_frequency",
+    "frozen_components",
+    "max_epochs",
+    "max_steps",
+    "optimizer",
+    "patience",
+    "score_weights",
+)
+# ... and the [training] settings it does not read, with what takes their place.
+UNUSED_TRAINING_KEYS = {
+    "seed": "finetune's seed argument seeds the run",
+    "gpu_allocator": "load_or_init_pipeline's gpu_id sets up the GPU",
+    "train_corpus": "finetune trains on the Docs it is given",
+    "dev_corpus": "finetune evaluates on the Docs it is given",
+    "logger": "finetune shows a progress bar and returns the history",
+    "before_to_disk": "finetune does not write the pipeline",
+}
 
 # The CLI options of the training overrides, one spelling for every script that trains; the
 # default stays in each signature: `learn_rate: LearnRateOption = None`.
@@ -53,14 +87,18 @@ GpuIdOption = Annotated[int, typer.Option(help="GPU id, -1 for CPU")]
 class FinetuneResult:
     """What ``finetune`` returns.
 
-    nlp (Language): The pipeline after the last epoch (averaged weights applied when the optimizer
+    nlp (Language): The pipeline after the last step (averaged weights applied when the optimizer
         keeps averages).
-    history (List[dict]): One entry per epoch: ``epoch``, ``train_loss``, ``words``, ``seconds``
-        and ``dev`` (``f1``, ``precision``, ``recall``, ``accuracy``, ``loss``; absent for
-        epochs that were not evaluated).
-    best_epoch (int): The evaluated epoch with the highest dev F1 (the earliest on ties).
+    history (List[dict]): One entry per epoch trained (the last one may be partial when
+        ``patience`` or ``max_steps`` stopped the run): ``epoch``, ``train_loss``, ``words``,
+        ``seconds`` and, for the epochs evaluated, ``dev`` (``f1``, ``precision``, ``recall``,
+        ``accuracy``, ``loss``) and ``score`` (the ``score_weights`` sum).
+    best_epoch (int): The evaluated epoch with the highest score (the earliest on ties).
     best_bytes (Optional[bytes]): The pipeline's bytes at ``best_epoch`` (``keep_best=True``).
     settings (dict): The training settings, for the record.
+    checkpoints (List[dict]): Every evaluation spaCy's loop made, in order, as ``patience``
+        saw them: ``step``, ``epoch``, ``score`` and ``dev``.
+    steps (int): The optimizer steps taken (one per batch).
     """
 
     nlp: Language
@@ -68,6 +106,8 @@ class FinetuneResult:
     best_epoch: int
     best_bytes: bytes | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
 
     @property
     def last_epoch(self) -> int:
@@ -104,7 +144,13 @@ class FinetuneResult:
         save_pipeline(best, output_dir / "model-best", self.best_scores, self.settings)
         atomic_write_json(
             output_dir / "history.json",
-            {"best_epoch": self.best_epoch, "settings": self.settings, "history": self.history},
+            {
+                "best_epoch": self.best_epoch,
+                "steps": self.steps,
+                "settings": self.settings,
+                "history": self.history,
+                "checkpoints": self.checkpoints,
+            },
         )
         return output_dir
 
@@ -183,29 +229,220 @@ def load_or_init_pipeline(
     return init_pipeline(config_path, train_docs, seed=seed, gpu_id=gpu_id)
 
 
-def make_optimizer(nlp: Language, learn_rate: float | None = None) -> Optimizer:
-    """A fresh optimizer from the pipeline's ``[training.optimizer]`` block; ``learn_rate``
-    replaces the configured rate or schedule (a constant rate then)."""
-    block = dict(nlp.config.interpolate()["training"]["optimizer"])
+def training_settings(
+    nlp: Language,
+    training: dict[str, Any] | None = None,
+    *,
+    epochs: int | None = None,
+    learn_rate: float | None = None,
+    dropout: float | None = None,
+    batch_words: int | None = None,
+) -> dict[str, Any]:
+    """The pipeline's ``[training]`` block with overrides, resolved as ``spacy train`` does.
+
+    nlp (Language): The pipeline; its ``nlp.config["training"]`` is the base (not changed).
+    training (Optional[dict]): Overrides of ``[training]`` settings, dotted keys allowed
+        (``{"patience": 3, "optimizer.learn_rate": 1e-3}``, an optional ``training.`` prefix).
+    epochs (Optional[int]): Sets ``max_epochs``.
+    learn_rate (Optional[float]): Sets ``optimizer.learn_rate`` (a constant rate then).
+    dropout (Optional[float]): Sets ``dropout``.
+    batch_words (Optional[int]): Sets ``batcher`` to batches of about this many words
+        (``spacy.batch_by_words.v1``, tolerance 0.2).
+    RETURNS (dict): The resolved settings (``ConfigSchemaTraining``): the optimizer, the batcher
+        and the ``before_update`` callback are objects.
+    """
+    block = dict(nlp.config.interpolate()["training"])  # a copy: nlp.config stays as it is
+    for key, value in (training or {}).items():
+        _set_training_value(block, key, copy.deepcopy(value))
+    if epochs is not None:
+        if epochs < 1:
+            raise SettingsError(f"epochs must be at least 1, not {epochs}")
+        block["max_epochs"] = int(epochs)
     if learn_rate is not None:
         if not learn_rate > 0:
-            raise ValueError(f"learn_rate must be positive, not {learn_rate}")
-        block["learn_rate"] = float(learn_rate)
-    return util.registry.resolve({"optimizer": block})["optimizer"]
-
-
-def make_batcher(nlp: Language, batch_words: int | None = None) -> Callable[[Iterable], Iterable]:
-    """The pipeline's ``[training.batcher]``, or batches of about ``batch_words`` words."""
+            raise SettingsError(f"learn_rate must be positive, not {learn_rate}")
+        block["optimizer"] = {**block["optimizer"], "learn_rate": float(learn_rate)}
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise SettingsError(f"dropout must be in [0, 1), not {dropout}")
+        block["dropout"] = float(dropout)
     if batch_words is not None:
         if batch_words < 1:
-            raise ValueError(f"batch_words must be positive, not {batch_words}")
+            raise SettingsError(f"batch_words must be positive, not {batch_words}")
+        block["batcher"] = {
+            "@batchers": "spacy.batch_by_words.v1",
+            "size": int(batch_words),
+            "tolerance": 0.2,
+            "discard_oversize": False,
+            "get_length": None,
+        }
+    try:
+        resolved = util.registry.resolve(block, schema=ConfigSchemaTraining)
+    except (ConfigValidationError, RegistryError) as err:
+        raise SettingsError(f"the [training] settings cannot be used: {err}") from err
+    for name in ("accumulate_gradient", "eval_frequency"):
+        if resolved[name] < 1:
+            raise SettingsError(f"[training] {name} must be at least 1, not {resolved[name]}")
+    for name in ("patience", "max_steps"):
+        if resolved[name] < 0:
+            raise SettingsError(f"[training] {name} must not be negative, not {resolved[name]}")
+    if resolved["max_epochs"] < 0:
+        raise SettingsError(
+            f"[training] max_epochs = {resolved['max_epochs']} streams a corpus; finetune trains "
+            "on in-memory Docs: give a number of epochs (0 = until patience or max_steps stops)"
+        )
+    if resolved["max_epochs"] == 0 and not (resolved["patience"] or resolved["max_steps"]):
+        raise SettingsError(
+            "[training] max_epochs = 0 trains until patience or max_steps stops it, and "
+            "neither is set: give epochs, patience or max_steps"
+        )
+    return resolved
 
-        def by_words(items: Iterable) -> Iterable:
-            return minibatch_by_words(items, size=batch_words, tolerance=0.2)
 
-        return by_words
-    block = nlp.config.interpolate()["training"]["batcher"]
-    return util.registry.resolve({"batcher": block})["batcher"]
+def _set_training_value(block: dict[str, Any], key: str, value: Any) -> None:
+    """Set one dotted ``[training]`` key in ``block``, refusing keys finetune does not read."""
+    path = key.split(".")
+    if path[0] == "training" and len(path) > 1:
+        path = path[1:]
+    name = path[0]
+    if name in UNUSED_TRAINING_KEYS:
+        raise SettingsError(
+            f"[training] {name} is not used by finetune ({UNUSED_TRAINING_KEYS[name]}): "
+            f"remove the override {key!r}"
+        )
+    if name not in TRAINING_KEYS or not all(path):
+        raise SettingsError(
+            f"unknown [training] setting {key!r}; finetune reads {', '.join(TRAINING_KEYS)}"
+        )
+    node = block
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}  # e.g. "before_update.@callbacks" over before_update = null
+        node = node[part]
+    node[path[-1]] = value
+
+
+def score_weights(weights: dict[str, float | None]) -> dict[str, float]:
+    """``[training.score_weights]`` in ``evaluate_pipeline``'s names (``ents_f`` -> ``f1``).
+
+    Null weights are dropped, as ``spacy train`` drops them; a weight on a score that
+    ``evaluate_pipeline`` does not report raises ``SettingsError`` unless it is 0.
+    weights (Dict[str, Optional[float]]): e.g. ``{"ents_f": 1.0, "ents_per_type": None}``.
+    RETURNS (Dict[str, float]): e.g. ``{"f1": 1.0}``; ``{SELECT_BY: 1.0}`` when nothing is weighed.
+    """
+    combined: dict[str, float] = {}
+    for name, weight in weights.items():
+        if weight is None:
+            continue
+        key = SCORE_NAMES.get(name, name)
+        if key not in DEV_KEYS:
+            if weight:
+                raise SettingsError(
+                    f"[training.score_weights] {name} = {weight}: finetune's dev evaluation has "
+                    f"no such score; weigh {', '.join([*SCORE_NAMES, *DEV_KEYS])}"
+                )
+            continue
+        combined[key] = combined.get(key, 0.0) + float(weight)
+    return combined or {SELECT_BY: 1.0}
+
+
+class _Batches:
+    """The training batches for ``train_while_improving``: ``(epoch, examples)`` for every batch
+    of every epoch (``epoch`` counts from 0, as in spaCy; ``max_epochs = 0``: without end).
+
+    Each epoch shuffles the Docs with its own seeded generator and batches them with the
+    configured batcher, then yields fresh examples (as ``gold_preproc`` gives them). It knows
+    where the step being trained stands: ``train_while_improving`` takes the next batch only
+    after it has updated, evaluated and yielded the current one.
+    """
+
+    def __init__(
+        self,
+        nlp: Language,
+        docs: Sequence[Doc],
+        batcher: Callable[[Iterable[Doc]], Iterable[list[Doc]]],
+        max_epochs: int,
+        seed: int,
+    ) -> None:
+        self.nlp = nlp
+        self.docs = list(docs)
+        self.batcher = batcher
+        self.max_epochs = max_epochs
+        self.shuffler = random.Random(seed)
+        self.epoch = 0  # the epoch of the current step, from 0
+        self.ends_epoch = False  # whether the current step is its epoch's last batch
+
+    def __iter__(self) -> Iterator[tuple[int, list[Example]]]:
+        order = list(self.docs)
+        epoch = 0
+        while not self.max_epochs or epoch < self.max_epochs:
+            self.shuffler.shuffle(order)
+            batches = [list(batch) for batch in self.batcher(order)]
+            for i, batch in enumerate(batches):
+                self.epoch, self.ends_epoch = epoch, i == len(batches) - 1
+                yield epoch, _examples(self.nlp, batch)
+            epoch += 1
+
+
+class _EvaluationSchedule:
+    """When finetune evaluates, in the place of ``train_while_improving``'s ``eval_frequency``.
+
+    spaCy's loop evaluates after a step when ``not (step % eval_frequency)``; ``step % self``
+    (``__rmod__``) is 0 exactly after the steps below, so the loop itself evaluates there, keeps
+    the results that ``patience`` reads, and resets the losses:
+
+    - step 0, which spaCy's loop always evaluates (``patience`` needs a first result);
+    - the last step of every ``eval_every``-th epoch and of the last epoch (epoch ends);
+    - every ``eval_frequency``-th step, when ``eval_frequency`` was set explicitly;
+    - step ``max_steps``, after which the loop stops.
+    """
+
+    def __init__(
+        self,
+        batches: _Batches,
+        eval_every: int,
+        eval_frequency: int | None,
+        max_steps: int,
+    ) -> None:
+        self.batches = batches
+        self.eval_every = eval_every
+        self.eval_frequency = eval_frequency
+        self.max_steps = max_steps
+
+    def ends_evaluated_epoch(self) -> bool:
+        """Whether the current step ends an epoch evaluated for the history."""
+        if not self.batches.ends_epoch:
+            return False
+        epoch = self.batches.epoch + 1
+        return epoch % self.eval_every == 0 or epoch == self.batches.max_epochs
+
+    def due(self, step: int) -> bool:
+        """Whether to evaluate after ``step`` (from 0)."""
+        return (
+            step == 0
+            or self.ends_evaluated_epoch()
+            or bool(self.eval_frequency and step % self.eval_frequency == 0)
+            or bool(self.max_steps and step >= self.max_steps)
+        )
+
+    def __rmod__(self, step: int) -> int:
+        return 0 if self.due(step) else 1
+
+
+class _Selection:
+    """The best evaluated epoch by score (the earliest on ties), and its bytes."""
+
+    def __init__(self, keep_bytes: bool) -> None:
+        self.keep_bytes = keep_bytes
+        self.epoch = 0
+        self.score = -math.inf
+        self.bytes: bytes | None = None
+
+    def consider(self, nlp: Language, epoch: int, score: float) -> None:
+        """Called while the weights evaluated (the averages, if any) are in use."""
+        if score > self.score:
+            self.epoch, self.score = epoch, score
+            self.bytes = nlp.to_bytes() if self.keep_bytes else None
 
 
 def _examples(nlp: Language, references: Sequence[Doc]) -> list[Example]:
@@ -229,7 +466,7 @@ def finetune(
     train_docs: Sequence[Doc],
     dev_docs: Sequence[Doc],
     *,
-    epochs: int,
+    epochs: int | None = None,
     seed: int = 0,
     learn_rate: float | None = None,
     dropout: float | None = None,
@@ -239,21 +476,31 @@ def finetune(
     eval_batch_size: int = 256,
     progress: bool = True,
     description: str = "finetune",
+    training: dict[str, Any] | None = None,
 ) -> FinetuneResult:
-    """Train ``nlp`` on ``train_docs`` for ``epochs`` epochs, scoring it on ``dev_docs``.
+    """Train ``nlp`` on ``train_docs`` with spaCy's training loop, scoring it on ``dev_docs``.
 
-    Each epoch shuffles the Docs (seeded), batches them (``[training.batcher]`` or
-    ``batch_words``), calls ``nlp.update`` with the optimizer of ``[training.optimizer]``
-    (frozen and annotating components as in ``[training]``), and steps the optimizer's schedules
-    once per batch. A Doc's loss is weighted by its ``user_data["weight"]``. When the optimizer
-    keeps parameter averages, they are used to evaluate and are applied at the end, as in
-    ``spacy train``.
+    The settings are the pipeline's ``[training]`` block, then the ``training`` overrides, then
+    the explicit arguments (see ``training_settings``). Each epoch shuffles the Docs (seeded) and
+    batches them (``[training.batcher]``); ``spacy.training.loop.train_while_improving`` takes
+    one optimizer step per batch: ``before_update``, then ``nlp.update`` on the batch split into
+    ``accumulate_gradient`` parts (frozen components excluded, annotating components setting
+    annotations), then the optimizer and its schedules. A Doc's loss is weighted by its
+    ``user_data["weight"]`` (``bio_ner``'s ``get_loss``).
+
+    Dev is scored with ``evaluate_pipeline`` after the last step of every ``eval_every``-th
+    epoch and of the last epoch; spaCy's loop also evaluates after step 0, after every
+    ``eval_frequency``-th step when ``training`` sets ``eval_frequency``, and after step
+    ``max_steps``. The score is the ``[training.score_weights]`` sum (``ents_f`` is the F1:
+    by default the F1). ``patience`` counts steps since the best of all these evaluations, as in
+    ``spacy train``; when it stops the run between evaluations, the last step is evaluated too.
+    When the optimizer keeps parameter averages, they are evaluated and applied at the end.
 
     nlp (Language): A pipeline with a ``bio_ner`` component, initialised (see
         ``load_or_init_pipeline``). It is trained in place.
     train_docs (Sequence[Doc]): Gold-annotated training Docs (entities in ``doc.ents``).
     dev_docs (Sequence[Doc]): Gold dev Docs; selection only ever happens on these.
-    epochs (int): Number of passes over ``train_docs``.
+    epochs (Optional[int]): Passes over ``train_docs`` (``max_epochs``; None: the config's).
     seed (int): Seeds random, numpy and torch (``fix_random_seed``) and the shuffling.
     learn_rate (Optional[float]): A constant learning rate instead of the configured one.
     dropout (Optional[float]): Instead of ``[training] dropout``.
@@ -263,74 +510,124 @@ def finetune(
     eval_batch_size (int): Sentences per forward pass on dev.
     progress (bool): Show a progress bar (words trained).
     description (str): The progress bar's label.
+    training (Optional[dict]): Overrides of ``[training]`` settings (dotted keys), e.g.
+        ``{"accumulate_gradient": 2, "patience": 3, "optimizer.learn_rate": 1e-3}``.
     RETURNS (FinetuneResult): The trained pipeline, the per-epoch history and the best epoch.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, not {epochs}")
     if eval_every < 1:
-        raise ValueError(f"eval_every must be at least 1, not {eval_every}")
+        raise SettingsError(f"eval_every must be at least 1, not {eval_every}")
     if not train_docs:
         raise ValueError("there are no training Docs")
     if TAGGER_NAME not in nlp.pipe_names:
         raise ValueError(f"the pipeline has no {TAGGER_NAME!r} component: {nlp.pipe_names}")
+    overrides = dict(training or {})
+    T = training_settings(  # named as in spacy.training.loop.train
+        nlp,
+        overrides,
+        epochs=epochs,
+        learn_rate=learn_rate,
+        dropout=dropout,
+        batch_words=batch_words,
+    )
     util.fix_random_seed(seed)
-    training = nlp.config.interpolate()["training"]
-    dropout = float(training["dropout"] if dropout is None else dropout)
-    frozen = list(training.get("frozen_components", []))
-    annotating = list(training.get("annotating_components", []))
-    optimizer = make_optimizer(nlp, learn_rate)
-    batcher = make_batcher(nlp, batch_words)
-    shuffler = random.Random(seed)
+    # The pipeline's own eval_frequency is not used: finetune evaluates per epoch.
+    explicit = {key.removeprefix("training.") for key in overrides}
+    eval_frequency = T["eval_frequency"] if "eval_frequency" in explicit else None
+    optimizer = T["optimizer"]
+    batches = _Batches(nlp, train_docs, T["batcher"], T["max_epochs"], seed)
+    schedule = _EvaluationSchedule(batches, eval_every, eval_frequency, T["max_steps"])
+    weights = score_weights(T["score_weights"])
+    selection = _Selection(keep_best)
+
+    def evaluate() -> tuple[float, dict[str, float]]:
+        scores = _dev_scores(nlp, dev_docs, eval_batch_size)
+        score = sum(weight * scores[key] for key, weight in weights.items())
+        if schedule.ends_evaluated_epoch():
+            selection.consider(nlp, batches.epoch + 1, score)
+        return score, scores
+
+    steps = train_while_improving(
+        nlp,
+        optimizer,
+        batches,
+        evaluate,
+        dropout=T["dropout"],
+        eval_frequency=schedule,  # type: ignore[arg-type]  # stands in for an int
+        accumulate_gradient=T["accumulate_gradient"],
+        patience=T["patience"],
+        max_steps=T["max_steps"],
+        exclude=T["frozen_components"],
+        annotating_components=T["annotating_components"],
+        before_update=T["before_update"],
+    )
+    n_words = sum(len(doc) for doc in train_docs)
+    total = T["max_epochs"] * n_words if T["max_epochs"] else None
+    bar = tqdm(total=total, desc=description, unit="word", disable=not progress)
+    history: list[dict[str, Any]] = []
+    checkpoints: list[dict[str, Any]] = []
+    running: dict[str, float] = {}  # train_while_improving's losses, reset after evaluations
+    counted = 0.0  # the part of running[TAGGER_NAME] already in the history
+    n_steps, evaluated = 0, False
+    mark = time.perf_counter()
+    for batch, info, is_best_checkpoint in steps:
+        epoch = info["epoch"] + 1
+        if not history or history[-1]["epoch"] != epoch:
+            history.append({"epoch": epoch, "train_loss": 0.0, "words": 0, "seconds": 0.0})
+        entry = history[-1]
+        if info["losses"] is not running:
+            running, counted = info["losses"], 0.0
+        loss = float(running.get(TAGGER_NAME, 0.0))
+        entry["train_loss"] += loss - counted
+        counted = loss
+        words = sum(len(eg) for eg in batch)
+        entry["words"] += words
+        n_steps, evaluated = info["step"] + 1, is_best_checkpoint is not None
+        if evaluated:
+            dev = info["other_scores"]
+            checkpoints.append(
+                {"step": info["step"], "epoch": epoch, "score": info["score"], "dev": dev}
+            )
+            if schedule.ends_evaluated_epoch():
+                entry["dev"], entry["score"] = dev, info["score"]
+                bar.set_postfix(loss=f"{entry['train_loss']:.1f}", dev_f1=f"{dev['f1']:.4f}")
+        bar.update(words)
+        now = time.perf_counter()
+        entry["seconds"] += now - mark
+        mark = now
+    bar.close()
+    last = history[-1]
+    if "dev" not in last:  # patience or max_steps stopped the run before the epoch's end
+        with nlp.use_params(optimizer.averages or {}):
+            if evaluated:  # the last step was evaluated: the weights have not changed since
+                last["dev"], last["score"] = checkpoints[-1]["dev"], checkpoints[-1]["score"]
+            else:
+                last["dev"] = _dev_scores(nlp, dev_docs, eval_batch_size)
+                last["score"] = sum(weight * last["dev"][key] for key, weight in weights.items())
+            selection.consider(nlp, last["epoch"], last["score"])
+        last["seconds"] += time.perf_counter() - mark
+    if optimizer.averages:
+        with nlp.use_params(optimizer.averages):
+            averaged = nlp.to_bytes()
+        nlp.from_bytes(averaged)  # the averaged weights, as spacy train saves them
     settings = {
-        "epochs": epochs,
+        "epochs": T["max_epochs"],
         "seed": seed,
         "learn_rate": learn_rate,
-        "dropout": dropout,
+        "dropout": T["dropout"],
         "batch_words": batch_words,
+        "accumulate_gradient": T["accumulate_gradient"],
+        "patience": T["patience"],
+        "max_steps": T["max_steps"],
+        "eval_every": eval_every,
+        "eval_frequency": eval_frequency,
+        "score_weights": weights,
+        "training": overrides,
         "n_train_docs": len(train_docs),
         "n_dev_docs": len(dev_docs),
     }
-    n_words = sum(len(doc) for doc in train_docs)
-    bar = tqdm(total=epochs * n_words, desc=description, unit="word", disable=not progress)
-    history: list[dict[str, Any]] = []
-    best_epoch, best_f1, best_bytes = 0, -1.0, None
-    last_bytes: bytes | None = None
-    order = list(train_docs)
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        shuffler.shuffle(order)
-        losses: dict[str, float] = {}
-        for batch in batcher(order):
-            nlp.update(
-                _examples(nlp, batch),
-                drop=dropout,
-                sgd=optimizer,
-                losses=losses,
-                exclude=frozen,
-                annotates=annotating,
-            )
-            optimizer.step_schedules()
-            bar.update(sum(len(doc) for doc in batch))
-        entry: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(losses.get(TAGGER_NAME, 0.0)),
-            "words": n_words,
-        }
-        if epoch % eval_every == 0 or epoch == epochs:
-            with nlp.use_params(optimizer.averages or {}):
-                entry["dev"] = _dev_scores(nlp, dev_docs, eval_batch_size)
-                if entry["dev"][SELECT_BY] > best_f1:
-                    best_epoch, best_f1 = epoch, entry["dev"][SELECT_BY]
-                    best_bytes = nlp.to_bytes() if keep_best else None
-                if epoch == epochs and optimizer.averages:
-                    last_bytes = nlp.to_bytes()
-            bar.set_postfix(loss=f"{entry['train_loss']:.1f}", dev_f1=f"{entry['dev']['f1']:.4f}")
-        entry["seconds"] = time.perf_counter() - start
-        history.append(entry)
-    bar.close()
-    if last_bytes is not None:
-        nlp.from_bytes(last_bytes)  # the averaged weights, as spacy train saves them
-    return FinetuneResult(nlp, history, best_epoch, best_bytes, settings)
+    return FinetuneResult(
+        nlp, history, selection.epoch, selection.bytes, settings, checkpoints, n_steps
+    )
 
 
 def train_on_docs(
@@ -354,7 +651,3 @@ def train_on_docs(
     if output_dir is not None:
         result.save(output_dir)
     return result
-
-
-
-

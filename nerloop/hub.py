@@ -37,6 +37,7 @@ from wasabi import msg
 from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import load_pipeline
 from nerloop.io_utils import atomic_path, atomic_write_json
+from nerloop.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ DEFAULT_TOKEN_ENV = "HF_TOKEN"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MANIFEST_NAME = "hub_manifest.json"
 _BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_MASK = "***"
 _ENDPOINT_LOCK = threading.Lock()
 
 
@@ -58,6 +58,10 @@ class HubTokenMissingError(HubStoreError):
 
 class HubAuthError(HubStoreError):
     """The Hub refused the token (401) or its permissions (403)."""
+
+
+class HubNameError(NerloopError, ValueError):
+    """A Hub repo id or a checkpoint branch name that cannot be used."""
 
 
 class CheckpointNotFoundError(HubStoreError):
@@ -81,7 +85,7 @@ class HubSettings:
 
     def __post_init__(self) -> None:
         if self.repo_id.count("/") != 1 or not all(self.repo_id.split("/")):
-            raise ValueError(f"a Hub repo id is 'namespace/name', not {self.repo_id!r}")
+            raise HubNameError(f"a Hub repo id is 'namespace/name', not {self.repo_id!r}")
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:
@@ -109,9 +113,9 @@ def read_token(token_env: str = DEFAULT_TOKEN_ENV, required: bool = True) -> str
 
 
 def check_branch(branch: str) -> str:
-    """A branch name that is also a safe folder name, or a ValueError."""
+    """A branch name that is also a safe folder name, or a HubNameError (a ValueError)."""
     if not _BRANCH.match(branch) or ".." in branch or branch.endswith((".lock", ".")):
-        raise ValueError(
+        raise HubNameError(
             f"invalid checkpoint branch name {branch!r}: use letters, digits, '.', '_' and '-' "
             "(e.g. active_iter_1_added_10)"
         )
@@ -139,10 +143,6 @@ def _default_endpoint(url: str) -> Iterator[None]:
             constants.ENDPOINT = previous
 
 
-def _redact(text: str, token: str | None) -> str:
-    return text.replace(token, _MASK) if token else text
-
-
 def _hub_error(
     err: Exception,
     action: str,
@@ -162,7 +162,7 @@ def _hub_error(
 
     where = f"{repo_id}@{branch} on {public_endpoint(endpoint)}"
     holder = f"${token_env}" if token_env else "the environment"
-    detail = _redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err), token)
+    detail = redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err), token)
     status = getattr(getattr(err, "response", None), "status_code", None)
     if isinstance(err, RevisionNotFoundError):
         return CheckpointNotFoundError(
@@ -249,7 +249,7 @@ def push_checkpoint(
         "repo_id": repo_id,
         "branch": branch,
         "commit": info.oid,
-        "commit_url": _redact(public_endpoint(info.commit_url), token),
+        "commit_url": redact(public_endpoint(info.commit_url), token),
         "endpoint": public_endpoint(url),
         "n_files": sum(1 for path in folder.rglob("*") if path.is_file()),
         "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -501,9 +501,33 @@ def materialize(source: Path, output: Path) -> Path:
     return output
 
 
+def pull_checkpoint(
+    repo: str,
+    branch: str,
+    output: Path,
+    token_env: str = DEFAULT_TOKEN_ENV,
+    endpoint: str | None = None,
+    cache_dir: Path | str | None = None,
+) -> Path:
+    """Copy the checkpoint ``branch`` of a local store folder or a Hub repo to the pipeline
+    folder ``output`` (no symlinks into the cache) and check that it loads.
 
-
-
-
-
-
+    repo (str): a local checkpoint store (existing folder) or a Hub repo id.
+    branch (str): the checkpoint's branch name.
+    output (Path): the pipeline folder to write.
+    token_env (str): environment variable with the token for a private Hub repo (optional).
+    endpoint (Optional[str]): Hub URL (default: ``HF_ENDPOINT``, else huggingface.co).
+    cache_dir (Optional[Path]): download cache (default: ``HF_HUB_CACHE`` or ``$HF_HOME/hub``).
+    RETURNS (Path): ``output``.
+    """
+    if is_local_store(repo):
+        store = HubCheckpointStore(Path(repo))
+        source = store.path(branch)
+        if not (source / "config.cfg").exists():
+            raise CheckpointNotFoundError(store._missing(branch))
+    else:
+        token = read_token(token_env, required=False)
+        source = download_checkpoint(repo, branch, token, endpoint, cache_dir, token_env)
+    materialize(source, output)
+    load_pipeline(output)
+    return output

@@ -28,7 +28,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from nerloop.corpus import meta
-from nerloop.errors import NerloopError
+from nerloop.errors import NerloopError, SettingsError
 from nerloop.io_utils import atomic_write_json, read_docbin, write_docbin
 
 POOL_SETTINGS = ("auto", "rest", "cheap")
@@ -48,6 +48,10 @@ class ExpertPoolError(NerloopError, ValueError):
     """The expert sentences asked for cannot be taken from the expert pool."""
 
 
+class SentenceMismatchError(NerloopError, ValueError):
+    """The cheap and the expert Doc of one sentence have different words."""
+
+
 @dataclass
 class MixedCorpus:
     """The mixed training Docs (sorted by sentence id) and their provenance summary."""
@@ -59,7 +63,7 @@ class MixedCorpus:
 def resolve_pool_setting(cheap_ids: Iterable[int], gold_ids: Iterable[int], pool: str) -> str:
     """``rest`` or ``cheap``: ``auto`` becomes ``cheap`` when the cheap set covers all of gold."""
     if pool not in POOL_SETTINGS:
-        raise ValueError(f"pool must be one of {POOL_SETTINGS}, not {pool!r}")
+        raise SettingsError(f"pool must be one of {POOL_SETTINGS}, not {pool!r}")
     if pool != "auto":
         return pool
     return "cheap" if set(gold_ids) <= set(cheap_ids) else "rest"
@@ -135,14 +139,14 @@ def merge_labels(
 ) -> list[Doc]:
     """Copies of every expert Doc and of the cheap Docs without an expert version, sorted by
     sentence id, each with ``source`` and ``weight`` set. An expert Doc replaces the cheap Doc of
-    its sentence, which must have the same words (a ValueError otherwise).
+    its sentence, which must have the same words (a SentenceMismatchError otherwise).
     """
     docs: list[Doc] = []
     for key in sorted(set(cheap) | set(experts)):
         if key in experts:
             doc = experts[key].copy()
             if key in cheap and [t.text for t in cheap[key]] != [t.text for t in doc]:
-                raise ValueError(
+                raise SentenceMismatchError(
                     f"sentence {key}: the cheap and the expert Doc have different words "
                     "(are they from the same preprocess run?)"
                 )
@@ -178,7 +182,7 @@ def mix_corpus(
     """
     for name, value in (("cheap_weight", cheap_weight), ("expert_weight", expert_weight)):
         if not value > 0:
-            raise ValueError(f"{name} must be positive, not {value}")
+            raise SettingsError(f"{name} must be positive, not {value}")
     cheap = meta.by_sent_id(cheap_docs)
     gold = meta.by_sent_id(gold_docs)
     setting = resolve_pool_setting(cheap, gold, pool)
@@ -284,7 +288,3 @@ def mix_files(
     write_docbin(output_path, mixed.docs)
     atomic_write_json(summary_path, summary)
     return summary
-
-
-
-

@@ -8,8 +8,11 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 import typer
+from spacy.language import Language
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
@@ -24,7 +27,9 @@ from nerloop.formats.export import export_batch
 from nerloop.formats.importing import ImportValidationError, import_annotations
 from nerloop.io_utils import read_docbin, write_docbin
 from scripts.al_export import main as export_main
+from scripts.al_import import app as import_app
 from scripts.al_import import main as import_main
+from tests.cli_support import run_cli
 from tests.tiny_tagger import FIRST_SENT_ID, sentence_docs, train_tiny_tagger
 
 Ents = list[tuple[str, str]]
@@ -114,6 +119,46 @@ def test_model_pre_annotates_entities(exported) -> None:
     assert n_entities >= 8
     assert exported["summary"]["n_sentences"] == 6
     assert exported["summary"]["n_entities"] == n_entities
+
+
+class BatchRecorder:
+    """A pipeline component that records the batches it is given and changes nothing."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, doc):
+        self.batches.append([doc.text])
+        return doc
+
+    def pipe(self, docs, batch_size: int = 128):
+        for batch in minibatch(docs, size=batch_size):
+            self.batches.append([doc.text for doc in batch])
+            yield from batch
+
+
+@Language.factory("nerloop_test_batch_recorder")
+def make_batch_recorder(nlp: Language, name: str) -> BatchRecorder:
+    return BatchRecorder()
+
+
+def test_prediction_runs_only_the_components_before_the_tagger(exported) -> None:
+    """``nlp.pipe`` runs the upstream components in the tagger's batches; the tagger and what
+    comes after it are not run by it, and the predictions are those of the plain pipeline."""
+    nlp = load_pipeline(exported["model"])
+    docs = read_docbin(exported["selected"], nlp.vocab)
+    plain, plain_probs = predict_with_probs(nlp, docs, batch_size=4, progress=False)
+    before = nlp.add_pipe("nerloop_test_batch_recorder", name="before", before="bio_ner")
+    after = nlp.add_pipe("nerloop_test_batch_recorder", name="after", last=True)
+    predicted, probs = predict_with_probs(nlp, docs, batch_size=4, progress=False)
+    texts = [doc.text for doc in docs]
+    assert before.batches == [texts[:4], texts[4:]]
+    assert after.batches == []
+    assert [ents(doc) for doc in predicted] == [ents(doc) for doc in plain]
+    assert all(numpy.array_equal(a, b) for a, b in zip(probs, plain_probs, strict=True))
+    assert {FIRST_SENT_ID + i: ents(doc) for i, doc in enumerate(predicted)} == exported[
+        "predicted"
+    ]
 
 
 def test_label_studio_tasks_carry_text_sent_id_and_predictions(exported) -> None:
@@ -477,8 +522,8 @@ def test_clis_export_and_import(exported, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "summary.json").read_text())["n_imported"] == 6
     broken = _break_label_studio(as_label_studio_export(tasks), "unknown_label")
-    result = runner.invoke(
-        _cli(import_main),
+    result = run_cli(
+        import_app,
         [
             str(write_json(tmp_path / "broken.json", broken)),
             str(exported["selected"]),

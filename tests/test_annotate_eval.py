@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from nerloop.io_utils import write_docbin
 from nerloop.llm.evaluation import sample_gold
+from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
 from scripts.annotate_eval import app
 from tests.annotate_support import (
     KEY_ENV,
@@ -23,7 +24,6 @@ from tests.annotate_support import (
     make_docs,
     oracle_sentences,
 )
-from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
 
 # A recorded set covering train sentences 0-3: 4 true positives, 3 false positives and
 # 2 false negatives against the gold of those sentences.

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from nerloop.io_utils import read_docbin, write_docbin
 from nerloop.llm.annotator import annotate_docs
 from nerloop.llm.cost import load_prices
+from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
 from scripts.annotate import app
 from tests.annotate_support import (
     KEY_ENV,
@@ -26,7 +27,6 @@ from tests.annotate_support import (
     oracle_sentences,
     tags_of,
 )
-from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle, prompt_tokens
 
 PRICES = load_prices(PROJECT_ROOT / "configs" / "llm_prices.json")
 ORACLE = Oracle(oracle_sentences())

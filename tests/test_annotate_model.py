@@ -9,7 +9,7 @@ import pytest
 
 from nerloop.llm.models.openai_compatible import OpenAICompatible
 from nerloop.llm.models.openai_compatible.model import parse_retry_after
-from nerloop.llm.redact import redact
+from nerloop.redact import redact
 
 
 def make_model(**settings) -> OpenAICompatible:

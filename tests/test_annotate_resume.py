@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nerloop.io_utils import read_docbin, write_docbin
+from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle
 from tests.annotate_support import (
     KEY_ENV,
     TOKEN_NER_CONFIG,
@@ -18,7 +19,6 @@ from tests.annotate_support import (
     oracle_sentences,
     tags_of,
 )
-from nerloop.llm.loopback_server import FakeOpenAIServer, FakeReply, Oracle
 
 ANSWERED_BEFORE_KILL = 3
 CONCURRENCY = 2

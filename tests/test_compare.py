@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
 
+from nerloop.errors import NerloopError
 from nerloop.eval.compare import compare_predictions, f1_from_counts, sentence_counts
-from nerloop.eval.metrics import entity_scores
+from nerloop.eval.metrics import EvaluationError, doc_entity_scores, doc_to_iob2, entity_scores
 
 GOLD = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"], ["O", "B-MISC"], ["B-LOC", "O"]] * 25
 
@@ -33,3 +36,24 @@ def test_better_model_has_a_positive_interval_and_same_seed_same_result() -> Non
     assert result["bootstrap"]["p_b_not_better"] == 0.0
     again = compare_predictions(GOLD, worse, GOLD, n_resamples=300, seed=7)
     assert again["bootstrap"] == result["bootstrap"]
+
+
+def test_doc_to_iob2_separates_adjacent_entities_and_reads_unset_tokens_as_o() -> None:
+    doc = Doc(Vocab(), words=["Peter", "Paul", "Mary", "in", "New", "York"])
+    doc.set_ents(
+        [Span(doc, 0, 1, label="PER"), Span(doc, 1, 3, label="PER"), Span(doc, 4, 6, "LOC")],
+        default="missing",
+    )
+    assert doc_to_iob2(doc) == ["B-PER", "B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
+    assert doc_to_iob2(Doc(Vocab(), words=["no", "entities"])) == ["O", "O"]
+
+
+def test_unscorable_inputs_are_evaluation_errors() -> None:
+    with pytest.raises(EvaluationError, match="2 gold sentences but 1 predicted"):
+        entity_scores(GOLD[:2], GOLD[:1])
+    with pytest.raises(EvaluationError, match="sentence 1: 2 gold tags but 1 predicted"):
+        entity_scores(GOLD[:2], [GOLD[0], ["O"]])
+    gold, pred = Doc(Vocab(), words=["a", "b"]), Doc(Vocab(), words=["a", "c"])
+    with pytest.raises(EvaluationError, match="doc 0: gold and predicted tokens differ"):
+        doc_entity_scores([gold], [pred])
+    assert issubclass(EvaluationError, NerloopError) and issubclass(EvaluationError, ValueError)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import typer
+from spacy.tokens import Doc
 from spacy.vocab import Vocab
-from typer.testing import CliRunner
 
+from nerloop.cli import run_app
 from nerloop.corpus import meta
+from nerloop.errors import SettingsError
 from nerloop.io_utils import read_docbin
 from nerloop.mixing import (
     ExpertPoolError,
+    SentenceMismatchError,
     budget_from_percent,
     draw_expert_ids,
     expert_pool,
@@ -22,7 +26,7 @@ from nerloop.mixing import (
     mix_files,
     read_expert_ids,
 )
-from scripts.mix import main
+from scripts.mix import app as mix_app
 from tests.tiny_corpus import cheap_docs, gold_docs, write_tiny_corpus
 
 
@@ -95,7 +99,7 @@ def test_pool_settings() -> None:
     assert expert_pool(range(3), range(6), "cheap") == [0, 1, 2]
     with pytest.raises(ExpertPoolError, match="no gold version"):
         expert_pool([7], range(6))
-    with pytest.raises(ValueError, match="pool must be one of"):
+    with pytest.raises(SettingsError, match="pool must be one of"):
         expert_pool(range(3), range(6), "everything")
 
 
@@ -111,8 +115,16 @@ def test_domain_errors(rest_setting) -> None:
         draw_expert_ids(range(10, 40), 31, seed=0)
     with pytest.raises(ExpertPoolError, match="negative"):
         draw_expert_ids(range(10, 40), -1, seed=0)
-    with pytest.raises(ValueError, match="expert_weight must be positive"):
+    with pytest.raises(SettingsError, match="expert_weight must be positive"):
         mix_corpus(cheap, gold, [12], expert_weight=0.0)
+
+
+def test_an_expert_doc_with_other_words_is_refused(relabel_setting) -> None:
+    cheap, gold = relabel_setting
+    gold[3] = Doc(gold[3].vocab, words=["Other", "words"], user_data=dict(gold[3].user_data))
+    with pytest.raises(SentenceMismatchError, match="sentence 3: the cheap and the expert Doc"):
+        mix_corpus(cheap, gold, [3], pool="cheap")
+    assert isinstance(SentenceMismatchError("x"), ValueError)
 
 
 def test_draws_are_seeded_and_independent_of_pool_order() -> None:
@@ -169,25 +181,43 @@ def test_expert_id_files(tmp_path: Path) -> None:
         read_expert_ids(bad)
 
 
-def test_cli_writes_the_corpus_and_refuses_a_bad_pool_choice(tmp_path: Path) -> None:
+def run_mix_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Run ``python -m scripts.mix`` in this process: its exit code and its output."""
+    monkeypatch.setattr(sys, "argv", ["scripts.mix", *args])
+    code = 0
+    try:
+        run_app(mix_app)
+    except SystemExit as exit:
+        code = exit.code
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    return code, " ".join(out.split())  # wasabi wraps long messages
+
+
+def test_cli_writes_the_corpus_and_refuses_a_bad_pool_choice(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     paths = write_tiny_corpus(tmp_path / "corpus")
-    app = typer.Typer()
-    app.command()(main)
     ids = tmp_path / "ids.txt"
     ids.write_text("12 30")
     args = [str(paths["cheap"]), str(paths["gold"]), str(tmp_path / "mixed.spacy")]
-    ok = CliRunner().invoke(
-        app, [*args, "--summary", str(tmp_path / "s.json"), "--expert-ids", str(ids)]
+    code, out = run_mix_cli(
+        [*args, "--summary", str(tmp_path / "s.json"), "--expert-ids", str(ids)],
+        monkeypatch,
+        capsys,
     )
-    assert ok.exit_code == 0, ok.output
+    assert code == 0, out
     assert json.loads((tmp_path / "s.json").read_text())["counts"] == {"cheap": 10, "expert": 2}
     ids.write_text("3")
-    bad = CliRunner().invoke(
-        app, [*args, "--summary", str(tmp_path / "t.json"), "--expert-ids", str(ids)]
+    code, out = run_mix_cli(
+        [*args, "--summary", str(tmp_path / "t.json"), "--expert-ids", str(ids)],
+        monkeypatch,
+        capsys,
     )
-    assert bad.exit_code == 1 and "outside the expert pool" in bad.output
+    assert code == 1 and "outside the expert pool" in out
     assert not (tmp_path / "t.json").exists()
-    both = CliRunner().invoke(
-        app, [*args, "--summary", str(tmp_path / "t.json"), "--budget", "2", "--budget-pct", "5"]
+    code, out = run_mix_cli(
+        [*args, "--summary", str(tmp_path / "t.json"), "--budget", "2", "--budget-pct", "5"],
+        monkeypatch,
+        capsys,
     )
-    assert both.exit_code == 1 and "exactly one" in both.output
+    assert code == 1 and "exactly one" in out

@@ -7,9 +7,10 @@ import pytest
 from nerloop.corpus import meta
 from nerloop.corpus.conll import ConllFormatError
 from nerloop.corpus.preprocess import preprocess
-from nerloop.corpus.recorded_sets import RECORDED_SETS
+from nerloop.corpus.recorded_sets import RECORDED_SETS, UnknownRecordedSetError
+from nerloop.errors import NerloopError
 from nerloop.eval.analyze import analyze
-from nerloop.io_utils import read_docbin
+from nerloop.io_utils import MissingInputError, read_docbin
 
 ALL_SETS = list(RECORDED_SETS)
 
@@ -83,6 +84,21 @@ def _assert_nothing_written(corpus: Path) -> None:
     assert not corpus.exists() or not any(p.is_file() for p in corpus.rglob("*")), list(
         corpus.rglob("*")
     )
+
+
+def test_unknown_set_and_missing_split_are_nerloop_errors(
+    fixture_assets: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        UnknownRecordedSetError, match="unknown recorded set 'gpt5'; known: chatgpt"
+    ):
+        preprocess(fixture_assets, tmp_path / "corpus", ["gpt5"])
+    (fixture_assets / "conll2003" / "dev.txt").unlink()
+    with pytest.raises(MissingInputError, match=r"dev.txt does not exist: run `python -m spacy"):
+        preprocess(fixture_assets, tmp_path / "corpus", ALL_SETS)
+    for error, builtin in ((UnknownRecordedSetError, ValueError), (MissingInputError, OSError)):
+        assert issubclass(error, NerloopError) and issubclass(error, builtin)
+    assert not (tmp_path / "corpus").exists()
 
 
 def test_token_mismatch_by_position_stops_with_line(fixture_assets: Path, tmp_path: Path) -> None:

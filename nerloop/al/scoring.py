@@ -21,7 +21,7 @@ from tqdm import tqdm
 from components.bio_ner import allowed_transitions, constrained_viterbi
 from nerloop.al.strategies import PoolPredictions, QueryStrategy, entropy
 from nerloop.corpus import meta
-from nerloop.eval.pipeline import TAGGER_NAME, blank_copies, tagger_of
+from nerloop.eval.pipeline import tagger_of, upstream_batches
 
 
 def predict_pool(
@@ -52,15 +52,10 @@ def predict_pool(
         util.fix_random_seed(seed)
     tagger = tagger_of(nlp)
     allowed, allowed_start = allowed_transitions(tagger.tag_names)
-    upstream = [name for name in nlp.pipe_names if name != TAGGER_NAME]
-    copies = blank_copies(nlp, docs)
     probs: list[numpy.ndarray] = []
     samples: list[numpy.ndarray] | None = [] if mc_samples else None
-    bar = tqdm(total=len(copies), desc="score pool", unit="sent", disable=not progress, leave=False)
-    for start in range(0, len(copies), batch_size):
-        batch = copies[start : start + batch_size]
-        for name in upstream:
-            batch = list(nlp.get_pipe(name).pipe(batch))
+    bar = tqdm(total=len(docs), desc="score pool", unit="sent", disable=not progress, leave=False)
+    for batch in upstream_batches(nlp, docs, batch_size):
         if samples is not None:
             batch_samples = tagger.sample_proba(batch, n_samples=mc_samples, dropout=mc_dropout)
             samples.extend(batch_samples)

@@ -69,6 +69,11 @@ def load_assets(project_file: Path) -> list[Asset]:
 
 
 def file_digests(path: Path) -> tuple[str, str]:
+    """md5 (``spacy project``'s asset checksum) and sha256 of a file, in one read.
+
+    Not ``nerloop.fingerprint.file_fingerprint``: that gives the sha256 only, and the assets
+    (the CoNLL files, the LLM sets) would be read twice.
+    """
     md5, sha256 = hashlib.md5(), hashlib.sha256()
     with path.open("rb") as file_:
         for block in iter(lambda: file_.read(1 << 20), b""):
@@ -167,7 +172,3 @@ def fetch_assets(project_dir: Path, data_dir: Path | None, timeout: float = 60.0
     if errors:
         raise AssetError(f"{len(errors)} asset(s) missing or corrupted:\n" + "\n".join(errors))
     return results
-
-
-
-

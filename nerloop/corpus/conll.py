@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqeval.metrics.sequence_labeling import get_entities
+
 from nerloop.corpus.meta import ENTITY_LABELS
 from nerloop.errors import NerloopError
 
@@ -227,32 +229,39 @@ def spans_from_iob1(tags: Sequence[str]) -> list[Span]:
 def spans_from_iob2(tags: Sequence[str]) -> tuple[list[Span], RepairCounts]:
     """Entity spans from IOB2 tags, repairing what LLMs get wrong.
 
-    ``I-X`` after ``O`` or after another type starts an entity (seqeval's default reading);
-    ``[CLS]``-like garbage tags are read as ``O``. Both are counted.
+    The spans are seqeval's reading (``get_entities``, the reader behind every score): ``I-X``
+    after ``O`` or after another type starts an entity. ``[CLS]``-like garbage tags are read as
+    ``O``. This wrapper only adds the counts, which seqeval does not report: every garbage tag,
+    and every entity that starts with ``I-`` (an ``I-`` that continues nothing).
+
+    tags (Sequence[str]): IOB1 or IOB2 tags, one per token, possibly with garbage tags.
+    RETURNS (Tuple[List[Span], RepairCounts]): the spans in order and what was repaired.
     """
     counts = RepairCounts()
-    spans: list[Span] = []
-    start, label = None, None
-    for i, tag in enumerate(tags):
+    clean = []
+    for tag in tags:
         if tag in GARBAGE_TAGS:
             counts.garbage_tags += 1
             tag = "O"
-        prefix, _, tag_label = tag.partition("-")
-        continues = prefix == "I" and label == tag_label
-        if prefix == "I" and not continues:
+        clean.append(tag)
+    spans = []
+    for label, start, last in get_entities(clean):
+        if clean[start].startswith("I-"):
             counts.invalid_continuations += 1
-        if tag == "O" or not continues:
-            if label is not None:
-                spans.append(Span(start, i, label))
-                start, label = None, None
-        if tag != "O" and not continues:
-            start, label = i, tag_label
-    if label is not None:
-        spans.append(Span(start, len(tags), label))
+        spans.append(Span(start, last + 1, label))
     return spans, counts
 
 
 def spans_to_iob2(spans: Sequence[Span], n_tokens: int) -> list[str]:
+    """IOB2 tags of non-overlapping token spans.
+
+    spaCy's encoders (``offsets_to_biluo_tags``) need a Doc and character offsets; these are
+    token offsets of a sentence that has no Doc yet, so the few lines are kept here.
+
+    spans (Sequence[Span]): entity spans (``end`` exclusive).
+    n_tokens (int): the sentence length.
+    RETURNS (List[str]): one tag per token.
+    """
     tags = ["O"] * n_tokens
     for span in spans:
         tags[span.start] = f"B-{span.label}"

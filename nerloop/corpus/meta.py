@@ -12,6 +12,8 @@ from typing import Any
 
 from spacy.tokens import Doc
 
+from nerloop.errors import NerloopError
+
 SENT_ID = "sent_id"
 DOC_ID = "doc_id"
 SPLIT = "split"
@@ -22,6 +24,17 @@ CHUNK_TAGS = "chunk_tags"
 
 ENTITY_LABELS = ("PER", "LOC", "ORG", "MISC")
 GOLD_ANNOTATOR = "gold"
+
+
+class MissingMetaError(NerloopError, KeyError):
+    """A Doc lacks metadata that ``preprocess`` sets (it was made some other way)."""
+
+    def __str__(self) -> str:  # KeyError's own str() would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateSentenceError(NerloopError, ValueError):
+    """Two Docs of one set have the same sentence id."""
 
 
 def set_meta(doc: Doc, **values: Any) -> Doc:
@@ -39,7 +52,7 @@ def sent_id(doc: Doc) -> int:
     try:
         return int(doc.user_data[SENT_ID])
     except KeyError:
-        raise KeyError(
+        raise MissingMetaError(
             f"Doc {doc.text[:40]!r} has no '{SENT_ID}' in doc.user_data: "
             "was it made by `spacy project run preprocess`?"
         ) from None
@@ -55,6 +68,6 @@ def by_sent_id(docs: Iterable[Doc]) -> dict[int, Doc]:
     for doc in docs:
         key = sent_id(doc)
         if key in index:
-            raise ValueError(f"sentence id {key} occurs twice")
+            raise DuplicateSentenceError(f"sentence id {key} occurs twice")
         index[key] = doc
     return index

@@ -27,8 +27,8 @@ from nerloop.corpus.conll import (
     spans_from_iob1,
     spans_from_iob2,
 )
-from nerloop.corpus.recorded_sets import RECORDED_SETS, RecordedSet
-from nerloop.io_utils import atomic_write_json, write_docbin
+from nerloop.corpus.recorded_sets import RECORDED_SETS, RecordedSet, UnknownRecordedSetError
+from nerloop.io_utils import MissingInputError, atomic_write_json, write_docbin
 
 SPLITS = {"train": "conll2003/train.txt", "dev": "conll2003/dev.txt", "test": "conll2003/test.txt"}
 
@@ -216,7 +216,7 @@ def preprocess(
     for split, relative in SPLITS.items():
         path = assets_dir / relative
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{path} does not exist: run `python -m spacy project run assets`"
             )
         msg.text(f"Converting {path}")
@@ -226,7 +226,9 @@ def preprocess(
     train = read_conll2003(assets_dir / SPLITS["train"])
     for name in recorded_names:
         if name not in RECORDED_SETS:
-            raise ValueError(f"unknown recorded set {name!r}; known: {', '.join(RECORDED_SETS)}")
+            raise UnknownRecordedSetError(
+                f"unknown recorded set {name!r}; known: {', '.join(RECORDED_SETS)}"
+            )
         recorded = RECORDED_SETS[name]
         if skip_missing and not (assets_dir / recorded.path).exists():
             report["skipped"][name] = f"{assets_dir / recorded.path} is missing"
@@ -240,7 +242,3 @@ def preprocess(
         write_docbin(path, docs)
     atomic_write_json(output_dir / "preprocess_report.json", report)
     return report
-
-
-
-

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nerloop.corpus.conll import Sentence, read_aligned_jsonl, read_tagged_columns
+from nerloop.errors import NerloopError
+from nerloop.io_utils import MissingInputError
+
+
+class UnknownRecordedSetError(NerloopError, ValueError):
+    """A recorded set name that is not in ``RECORDED_SETS``."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class RecordedSet:
     def read(self, assets_dir: Path) -> list[Sentence]:
         path = assets_dir / self.path
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{path} does not exist: run `python -m spacy project run assets` first"
             )
         if self.alignment in ("position", "position_digits"):

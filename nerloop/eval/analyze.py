@@ -9,7 +9,7 @@ from pathlib import Path
 from spacy.tokens import Doc
 
 from nerloop.corpus import meta
-from nerloop.eval.metrics import docs_to_iob2, entity_scores
+from nerloop.eval.metrics import EvaluationError, docs_to_iob2, entity_scores
 from nerloop.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_docbin
 
 SPLITS = ("train", "dev", "test")
@@ -40,7 +40,7 @@ def annotation_quality(gold_train: Sequence[Doc], cheap: Sequence[Doc]) -> dict:
     for doc in cheap:
         gold = gold_by_id[meta.sent_id(doc)]
         if [t.text for t in gold] != [t.text for t in doc]:
-            raise ValueError(f"cheap sentence {meta.sent_id(doc)} has other tokens than gold")
+            raise EvaluationError(f"cheap sentence {meta.sent_id(doc)} has other tokens than gold")
         gold_docs.append(gold)
     return entity_scores(docs_to_iob2(gold_docs), docs_to_iob2(cheap))
 
@@ -121,7 +121,3 @@ def analyze(corpus_dir: Path, metrics_dir: Path, plots_dir: Path) -> dict:
     if quality:
         _quality_chart(plots_dir / "annotation_quality.png", quality)
     return {"distributions": distributions, "quality": quality}
-
-
-
-

@@ -8,6 +8,7 @@ models' micro F1 on the same resample, so the interval is for the paired differe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy
@@ -107,5 +108,27 @@ def comparison_table(result: dict[str, Any], name_a: str, name_b: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_models(
+    model_a: Path, model_b: Path, gold_path: Path, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Run two pipelines on one fixed gold DocBin and compare them (:func:`compare_predictions`).
 
+    model_a (Path): the first pipeline folder (the baseline); model_b (Path): the second.
+    gold_path (Path): the fixed gold DocBin (never a set chosen by active learning).
+    RETURNS (dict): the comparison, with the three paths added.
+    """
+    from nerloop.eval.metrics import doc_to_iob2
+    from nerloop.eval.pipeline import load_pipeline, predict_with_probs
+    from nerloop.io_utils import read_docbin
 
+    predictions = []
+    gold_tags: list[list[str]] = []
+    for path in (model_a, model_b):
+        nlp = load_pipeline(path)
+        gold_docs = read_docbin(gold_path, nlp.vocab)
+        gold_tags = [doc_to_iob2(doc) for doc in gold_docs]
+        predicted, _ = predict_with_probs(nlp, gold_docs)
+        predictions.append([doc_to_iob2(doc) for doc in predicted])
+    result = compare_predictions(gold_tags, predictions[0], predictions[1], n_resamples, seed)
+    result.update({"model_a": str(model_a), "model_b": str(model_b), "gold": str(gold_path)})
+    return result

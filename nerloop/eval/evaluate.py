@@ -9,7 +9,7 @@ from pathlib import Path
 from wasabi import msg
 
 from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
-from nerloop.io_utils import atomic_path, read_docbin
+from nerloop.io_utils import MissingInputError, atomic_path, read_docbin
 
 SELECTED = "model-selected"
 
@@ -24,7 +24,7 @@ def select_on_dev(training_dir: Path, dev_path: Path, batch_size: int = 64) -> t
     candidates = [training_dir / name for name in ("model-best", "model-last")]
     candidates = [path for path in candidates if (path / "config.cfg").exists()]
     if not candidates:
-        raise FileNotFoundError(f"{training_dir} holds neither model-best nor model-last")
+        raise MissingInputError(f"{training_dir} holds neither model-best nor model-last")
     dev_scores = {}
     for path in candidates:
         nlp = load_pipeline(path)
@@ -71,7 +71,3 @@ def evaluate_model(
         msg.text(f"Evaluating {name} on {split} ({path})")
         result[split] = evaluate_pipeline(nlp, read_docbin(path, nlp.vocab), batch_size)
     return result
-
-
-
-

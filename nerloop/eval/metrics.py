@@ -10,20 +10,23 @@ from seqeval.metrics import f1_score as _f1
 from seqeval.metrics import precision_score as _precision
 from seqeval.metrics import recall_score as _recall
 from spacy.tokens import Doc
+from spacy.training import biluo_to_iob, offsets_to_biluo_tags
+
+from nerloop.errors import NerloopError
+
+
+class EvaluationError(NerloopError, ValueError):
+    """Gold and predicted annotations that cannot be scored against each other."""
 
 
 def doc_to_iob2(doc: Doc) -> list[str]:
-    """The IOB2 tags of a Doc's entities, one per token."""
-    tags = []
-    for token in doc:
-        if token.ent_iob_ in ("", "O"):
-            tags.append("O")
-        else:
-            tags.append(f"{token.ent_iob_}-{token.ent_type_}")
-    return tags
+    """The IOB2 tags of a Doc's entities, one per token (``O`` where none is set)."""
+    entities = [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+    return biluo_to_iob(offsets_to_biluo_tags(doc, entities))
 
 
 def docs_to_iob2(docs: Sequence[Doc]) -> list[list[str]]:
+    """``doc_to_iob2`` of every Doc."""
     return [doc_to_iob2(doc) for doc in docs]
 
 
@@ -34,10 +37,10 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
         {label: {"precision", "recall", "f1", "support"}}}``.
     """
     if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
+        raise EvaluationError(f"{len(gold)} gold sentences but {len(pred)} predicted")
     for i, (g, p) in enumerate(zip(gold, pred)):
         if len(g) != len(p):
-            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted")
+            raise EvaluationError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted")
     gold, pred = [list(s) for s in gold], [list(s) for s in pred]
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
     per_type = {
@@ -64,5 +67,5 @@ def doc_entity_scores(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> dic
     """``entity_scores`` on two aligned lists of Docs with identical tokens."""
     for i, (g, p) in enumerate(zip(gold_docs, pred_docs)):
         if [t.text for t in g] != [t.text for t in p]:
-            raise ValueError(f"doc {i}: gold and predicted tokens differ")
+            raise EvaluationError(f"doc {i}: gold and predicted tokens differ")
     return entity_scores(docs_to_iob2(gold_docs), docs_to_iob2(pred_docs))

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
+from spacy.util import minibatch
 from tqdm import tqdm
 
-from nerloop.eval.metrics import doc_to_iob2, entity_scores
+from nerloop.errors import NerloopError
+from nerloop.eval.metrics import EvaluationError, doc_to_iob2, entity_scores
+from nerloop.io_utils import MissingInputError
 
 TAGGER_NAME = "bio_ner"
 _LOG_FLOOR = 1e-12
+
+
+class PipelineError(NerloopError, ValueError):
+    """A pipeline that is not a trained ``bio_ner`` tagger."""
 
 
 def load_pipeline(path: Path | str) -> Language:
@@ -32,15 +39,16 @@ def load_pipeline(path: Path | str) -> Language:
 
     path = Path(path)
     if not (path / "config.cfg").exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} is not a spaCy pipeline folder (no config.cfg): train it first"
         )
     return spacy.load(path)
 
 
 def tagger_of(nlp: Language):
+    """The pipeline's ``bio_ner`` component; a PipelineError when it has none."""
     if TAGGER_NAME not in nlp.pipe_names:
-        raise ValueError(f"the pipeline has no {TAGGER_NAME!r} component: {nlp.pipe_names}")
+        raise PipelineError(f"the pipeline has no {TAGGER_NAME!r} component: {nlp.pipe_names}")
     return nlp.get_pipe(TAGGER_NAME)
 
 
@@ -52,20 +60,42 @@ def blank_copies(nlp: Language, docs: Sequence[Doc]) -> list[Doc]:
     ]
 
 
+def upstream_batches(nlp: Language, docs: Sequence[Doc], batch_size: int) -> Iterator[list[Doc]]:
+    """Blank copies of ``docs`` in batches, annotated by the components before the tagger.
+
+    ``nlp.pipe`` runs them with the tagger and everything after it disabled, so the tagger's
+    own ``predict_proba`` (which ``nlp.pipe`` cannot return) gets the same inputs as in
+    ``nlp(doc)``.
+
+    nlp (Language): a pipeline with a ``bio_ner`` component.
+    docs (Sequence[Doc]): the Docs whose words (and whitespace) are used.
+    batch_size (int): Docs per batch (and per upstream ``pipe`` call).
+    YIELDS (List[Doc]): the annotated copies, in the order of ``docs``.
+    """
+    tagger_of(nlp)
+    names = nlp.pipe_names
+    downstream = names[names.index(TAGGER_NAME) :]
+    copies = nlp.pipe(blank_copies(nlp, docs), batch_size=batch_size, disable=downstream)
+    yield from minibatch(copies, size=batch_size)
+
+
 def predict_with_probs(
     nlp: Language, docs: Sequence[Doc], batch_size: int = 64, progress: bool = True
 ) -> tuple[list[Doc], list[numpy.ndarray]]:
-    """Annotate copies of ``docs`` and return them with the tagger's per-token probabilities."""
+    """Annotate copies of ``docs`` and return them with the tagger's per-token probabilities.
+
+    nlp (Language): a pipeline with a ``bio_ner`` component (components after it are not run).
+    docs (Sequence[Doc]): the Docs to tag (only their words and whitespace are used).
+    batch_size (int): Docs per forward pass.
+    progress (bool): show a progress bar.
+    RETURNS (Tuple[List[Doc], List[numpy.ndarray]]): the tagged copies and, per Doc, the
+        ``(n_tokens, n_tags)`` probabilities, in the order of ``docs``.
+    """
     tagger = tagger_of(nlp)
-    others = [name for name in nlp.pipe_names if name != TAGGER_NAME]
     predicted: list[Doc] = []
     probs: list[numpy.ndarray] = []
-    copies = blank_copies(nlp, docs)
-    bar = tqdm(total=len(copies), desc="predict", unit="sent", disable=not progress, leave=False)
-    for start in range(0, len(copies), batch_size):
-        batch = copies[start : start + batch_size]
-        for name in others:
-            batch = list(nlp.get_pipe(name).pipe(batch))
+    bar = tqdm(total=len(docs), desc="predict", unit="sent", disable=not progress, leave=False)
+    for batch in upstream_batches(nlp, docs, batch_size):
         batch_probs = tagger.predict_proba(batch)
         tagger.set_annotations(batch, batch_probs)
         predicted.extend(batch)
@@ -116,5 +146,5 @@ def read_dev_f1(path: Path | None) -> dict[str, Any] | None:
     try:
         f1 = float(data["dev"]["f1"])
     except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path} has no dev F1 (expected {{'dev': {{'f1': ...}}}})") from None
+        raise EvaluationError(f"{path} has no dev F1 (expected {{'dev': {{'f1': ...}}}})") from None
     return {"f1": f1, "model": data.get("model", Path(path).stem), "path": str(path)}

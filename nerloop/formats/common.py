@@ -17,8 +17,6 @@ Shared by ``scripts/al_export.py`` (Docs with pre-annotations -> tasks) and
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -101,15 +99,6 @@ def prodigy_span(span: Span) -> dict[str, Any]:
         "token_end": span.end - 1,
         "label": span.label_,
     }
-
-
-def stable_hash(value: Any) -> int:
-    """A signed 32-bit hash of a JSON value that is the same in every process and run.
-
-    Used for Prodigy's ``_input_hash``/``_task_hash`` (Prodigy keeps hashes a task already has).
-    """
-    data = json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf8")
-    return int.from_bytes(hashlib.sha1(data).digest()[:4], "big", signed=True)
 
 
 class SelectedBatchError(NerloopError, ValueError):

@@ -30,6 +30,7 @@ from spacy.tokens import Doc
 from nerloop.corpus import meta
 from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import load_pipeline, predict_with_probs
+from nerloop.fingerprint import small_int_hash
 from nerloop.formats.common import (
     FROM_NAME,
     LABEL_STUDIO_CONFIG_FILE,
@@ -41,7 +42,6 @@ from nerloop.formats.common import (
     prodigy_span,
     prodigy_tokens,
     selected_sent_ids,
-    stable_hash,
 )
 from nerloop.io_utils import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_docbin
 
@@ -106,7 +106,7 @@ def prodigy_task(item: PreAnnotated, model_version: str) -> dict[str, Any]:
     """A Prodigy ``ner.manual`` task with the model's entities as the starting spans."""
     doc = item.doc
     spans = [prodigy_span(ent) for ent in item.predicted.ents]
-    input_hash = stable_hash({"text": doc.text})
+    input_hash = small_int_hash({"text": doc.text})
     return {
         "text": doc.text,
         "tokens": prodigy_tokens(doc),
@@ -117,7 +117,7 @@ def prodigy_task(item: PreAnnotated, model_version: str) -> dict[str, Any]:
             "score": round(item.confidence, 6),
         },
         "_input_hash": input_hash,
-        "_task_hash": stable_hash({"input": input_hash, "spans": spans}),
+        "_task_hash": small_int_hash({"input": input_hash, "spans": spans}),
     }
 
 
@@ -172,7 +172,3 @@ def export_batch(
         "mean_confidence": float(numpy.mean(confidences)) if confidences else None,
         "paths": {name: str(path) for name, path in paths.items()},
     }
-
-
-
-

@@ -53,7 +53,7 @@ from nerloop.formats.common import (
     TO_NAME,
     selected_sent_ids,
 )
-from nerloop.io_utils import atomic_write_json, read_docbin, write_docbin
+from nerloop.io_utils import MissingInputError, atomic_write_json, read_docbin, write_docbin
 
 EXPERT_SOURCE = "expert"
 PREDICTION_SOURCE = "cheap"
@@ -76,6 +76,10 @@ class ImportProblem:
         if self.sent_id is not None:
             where.append(f"sent_id {self.sent_id}")
         return f"{', '.join(where) or 'export'}: {self.message}"
+
+
+class ImportFormatError(NerloopError, ValueError):
+    """An export format that is not given and cannot be told from the file name, or unknown."""
 
 
 class ImportValidationError(NerloopError, ValueError):
@@ -566,7 +570,7 @@ def infer_format(path: Path) -> str:
         return PRODIGY
     if path.suffix == ".json":
         return LABEL_STUDIO
-    raise ValueError(f"cannot tell the format of {path}: give --format {'|'.join(FORMATS)}")
+    raise ImportFormatError(f"cannot tell the format of {path}: give --format {'|'.join(FORMATS)}")
 
 
 def import_annotations(
@@ -598,9 +602,9 @@ def import_annotations(
     """
     export_format = export_format or infer_format(export_path)
     if export_format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, not {export_format!r}")
+        raise ImportFormatError(f"format must be one of {FORMATS}, not {export_format!r}")
     if not Path(export_path).exists():
-        raise FileNotFoundError(f"{export_path} does not exist")
+        raise MissingInputError(f"{export_path} does not exist")
     selected = read_docbin(selected_path, Vocab())
     if export_format == LABEL_STUDIO:
         tasks, problems = read_label_studio(export_path, use_predictions, from_name, to_name)
@@ -615,7 +619,3 @@ def import_annotations(
     if summary_path is not None:
         atomic_write_json(summary_path, summary)
     return summary
-
-
-
-

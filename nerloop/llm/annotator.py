@@ -33,7 +33,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from nerloop.corpus import meta
-from nerloop.io_utils import read_docbin
+from nerloop.errors import SettingsError
+from nerloop.io_utils import MissingInputError, read_docbin
 from nerloop.llm.cache import AnswerCache
 from nerloop.llm.cost import cost_summary, estimate_recorded_usage
 from nerloop.llm.executor import PromptExecutor
@@ -140,7 +141,7 @@ def annotate_recorded(
     path = Path(recorded_dir) / f"{set_name}.spacy"
     if not path.exists():
         available = sorted(p.stem for p in Path(recorded_dir).glob("*.spacy"))
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"recorded set {set_name!r} not found at {path} (available: {available or 'none'}); "
             "run `python -m spacy project run preprocess` first"
         )
@@ -206,7 +207,7 @@ def load_llm_pipeline(
     from spacy_llm.util import assemble_from_config
 
     from nerloop.llm import models, tasks  # noqa: F401  (registers the nerloop.* functions)
-    from nerloop.llm.redact import register_known_secrets
+    from nerloop.redact import register_known_secrets
 
     register_known_secrets()
 
@@ -226,7 +227,7 @@ def llm_component(nlp: Language) -> Any:
     for _name, component in nlp.pipeline:
         if isinstance(component, LLMWrapper):
             return component
-    raise ValueError(f"the pipeline has no spacy-llm component: {nlp.pipe_names}")
+    raise SettingsError(f"the pipeline has no spacy-llm component: {nlp.pipe_names}")
 
 
 def annotate_live(

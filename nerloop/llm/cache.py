@@ -10,7 +10,6 @@ Only answers are cached, not failures: a later run asks again for what failed be
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nerloop.fingerprint import fingerprint
+
 logger = logging.getLogger("nerloop.llm")
 
 CACHE_FILE = "answers.jsonl"
@@ -26,10 +27,7 @@ CACHE_FILE = "answers.jsonl"
 
 def cache_key(model_identity: dict[str, Any], prompt: str) -> str:
     """SHA-256 of the canonical JSON of the model identity and the prompt."""
-    payload = json.dumps(
-        {"model": model_identity, "prompt": prompt}, sort_keys=True, ensure_ascii=False
-    )
-    return hashlib.sha256(payload.encode("utf8")).hexdigest()
+    return fingerprint({"model": model_identity, "prompt": prompt})
 
 
 @dataclass(frozen=True)

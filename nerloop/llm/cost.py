@@ -16,25 +16,31 @@ from typing import Any
 
 from spacy.tokens import Doc
 
+from nerloop.errors import NerloopError
+from nerloop.io_utils import MissingInputError
 from nerloop.llm.usage import Usage, estimate_tokens
 
 PER_THOUSAND = 1000
+
+
+class PriceTableError(NerloopError, ValueError):
+    """A price table entry that is not a non-negative number."""
 
 
 def load_prices(path: Path | str) -> dict[str, Any]:
     """Read and check a price table."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"price table {path} does not exist")
+        raise MissingInputError(f"price table {path} does not exist")
     prices = json.loads(path.read_text(encoding="utf8"))
     for name, entry in prices.get("models", {}).items():
         for key in ("input_per_million", "output_per_million"):
             if not isinstance(entry.get(key), (int, float)) or entry[key] < 0:
-                raise ValueError(f"{path}: models.{name}.{key} must be a non-negative number")
+                raise PriceTableError(f"{path}: models.{name}.{key} must be a non-negative number")
     expert = prices.get("expert", {})
     for key in ("seconds_per_sentence", "hourly_rate"):
         if not isinstance(expert.get(key), (int, float)) or expert[key] < 0:
-            raise ValueError(f"{path}: expert.{key} must be a non-negative number")
+            raise PriceTableError(f"{path}: expert.{key} must be a non-negative number")
     return prices
 
 

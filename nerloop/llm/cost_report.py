@@ -89,7 +89,3 @@ def cost_markdown(report: dict[str, Any]) -> str:
         "live runs: tokens reported by the API.\n\n"
     )
     return header + markdown_table(report["rows"])
-
-
-
-

@@ -170,7 +170,3 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{_fmt(cost.get('wall_seconds_per_1000_sentences'), '.1f')} |"
         )
     return "\n".join(lines) + "\n"
-
-
-
-

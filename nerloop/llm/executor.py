@@ -19,9 +19,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from nerloop.errors import SettingsError
 from nerloop.llm.cache import AnswerCache, CachedAnswer, cache_key
-from nerloop.llm.redact import redact
 from nerloop.llm.usage import Usage, estimate_tokens
+from nerloop.redact import redact
 
 logger = logging.getLogger("nerloop.llm")
 
@@ -103,7 +104,7 @@ class PromptExecutor:
         description: str = "LLM",
     ):
         if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+            raise SettingsError(f"concurrency must be at least 1, got {concurrency}")
         self.model = model
         self.cache = cache
         self.concurrency = concurrency

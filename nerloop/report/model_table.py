@@ -46,7 +46,3 @@ def model_table(metrics: list[dict]) -> str:
         cells.append("" if study is None else f"{study:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-
-

@@ -211,7 +211,3 @@ def build_report(inputs: ReportInputs, output: Path) -> Report:
         report.heading("Missing inputs")
         report.text("\n".join(f"- `{path}`" for path in report.missing))
     return report
-
-
-
-

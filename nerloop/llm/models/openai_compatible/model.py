@@ -22,9 +22,9 @@ from typing import Any, Iterable  # noqa: UP035  (spacy-llm inspects typing gene
 
 import requests
 
-from nerloop.errors import NerloopError
-from nerloop.llm.redact import redact, register_secret
+from nerloop.errors import NerloopError, SettingsError
 from nerloop.llm.usage import estimate_tokens
+from nerloop.redact import redact, register_secret
 
 logger = logging.getLogger("nerloop.llm")
 
@@ -129,14 +129,14 @@ class OpenAICompatible:
         """
         secret_fields = {"api_key", "apikey", "authorization", "key", "token"}
         if secret_fields & {str(field).lower() for field in config}:
-            raise ValueError(
+            raise SettingsError(
                 "API keys must not be written in a config: name the environment variable "
                 "that holds the key in api_key_env"
             )
         if max_tries < 1:
-            raise ValueError(f"max_tries must be at least 1, got {max_tries}")
+            raise SettingsError(f"max_tries must be at least 1, got {max_tries}")
         if request_timeout <= 0 or backoff_base < 0 or backoff_max < 0:
-            raise ValueError("request_timeout must be positive, backoff_base/max non-negative")
+            raise SettingsError("request_timeout must be positive, backoff_base/max non-negative")
         self._name = name
         self._base_url = base_url.rstrip("/")
         self._url = f"{self._base_url}/chat/completions"
@@ -153,7 +153,7 @@ class OpenAICompatible:
         if api_key_env:
             self._api_key = os.environ.get(api_key_env)
             if not self._api_key:
-                raise ValueError(
+                raise SettingsError(
                     f"the environment variable {api_key_env} is not set: API keys are read "
                     "from the environment only (set api_key_env = null for a server "
                     "without authentication)"

@@ -8,6 +8,7 @@ from spacy_llm.tasks.ner.util import score as ner_score
 from spacy_llm.tasks.util.sharding import make_shard_mapper
 from spacy_llm.ty import Scorer, ShardMapper, ShardReducer, TaskResponseParser
 
+from nerloop.errors import SettingsError
 from nerloop.llm.tasks.token_ner.parser import parse_responses_v1
 from nerloop.llm.tasks.token_ner.task import (
     DEFAULT_TOKEN_NER_TEMPLATE_V1,
@@ -59,7 +60,7 @@ def make_token_ner_task(
     RETURNS (TokenNERTask): the task.
     """
     if not 0.0 <= min_aligned_fraction <= 1.0:
-        raise ValueError(f"min_aligned_fraction must be in [0, 1], got {min_aligned_fraction}")
+        raise SettingsError(f"min_aligned_fraction must be in [0, 1], got {min_aligned_fraction}")
     return TokenNERTask(
         parse_responses=parse_responses or parse_responses_v1,
         prompt_example_type=TokenNERExample,

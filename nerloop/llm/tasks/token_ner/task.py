@@ -15,6 +15,7 @@ from spacy_llm.compat import Self
 from spacy_llm.tasks.builtin_task import BuiltinTask
 from spacy_llm.ty import FewshotExample, Scorer, ShardMapper, ShardReducer, TaskResponseParser
 
+from nerloop.errors import SettingsError
 from nerloop.llm.tasks.token_ner.util import iob2_to_spans
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -76,10 +77,10 @@ class TokenNERTask(BuiltinTask):
             shard_reducer=shard_reducer,
         )
         if "O" not in tag_ids:
-            raise ValueError(f"tag_ids must contain 'O', got {sorted(tag_ids)}")
+            raise SettingsError(f"tag_ids must contain 'O', got {sorted(tag_ids)}")
         for tag in tag_ids:
             if tag != "O" and not (tag.startswith(("B-", "I-")) and len(tag) > 2):
-                raise ValueError(f"tag {tag!r} is not an IOB2 tag")
+                raise SettingsError(f"tag {tag!r} is not an IOB2 tag")
         self._tag_ids = dict(tag_ids)
         self._min_aligned_fraction = min_aligned_fraction
         self._scorer = scorer

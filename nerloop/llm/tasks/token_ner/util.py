@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spacy.tokens import Doc, Span
-
-from nerloop.corpus.conll import spans_from_iob2
+from spacy.training import biluo_tags_to_spans, biluo_to_iob, iob_to_biluo
 
 # The study's tag ids, in the order its prompt lists them.
 DEFAULT_TAG_IDS: dict[str, int] = {
@@ -36,25 +35,24 @@ TYPE_SYNONYMS: dict[str, str] = {
 def repair_iob2(tags: Sequence[str]) -> tuple[list[str], int]:
     """Turn every ``I-X`` that does not continue an ``X`` entity into ``B-X``.
 
+    spaCy's ``iob_to_biluo`` reads such an ``I-X`` as an entity start, so the round trip
+    through BILUO is the repair; only the count of changed tags is added here.
+
     tags (Sequence[str]): IOB2 tags, possibly invalid (``I-`` after ``O`` or after another type).
     RETURNS (tuple[list[str], int]): the repaired tags and how many were changed.
     """
-    repaired: list[str] = []
-    n_changed = 0
-    previous = "O"
-    for tag in tags:
-        if tag.startswith("I-") and previous[2:] != tag[2:]:
-            tag = "B-" + tag[2:]
-            n_changed += 1
-        repaired.append(tag)
-        previous = tag
-    return repaired, n_changed
+    repaired = biluo_to_iob(iob_to_biluo(tags))
+    return repaired, sum(old != new for old, new in zip(tags, repaired, strict=True))
 
 
 def iob2_to_spans(doc: Doc, tags: Sequence[str]) -> list[Span]:
-    """Entity spans of ``doc`` from valid IOB2 tags (one per token), decoded by the corpus's
-    own reader (``scripts.conll.spans_from_iob2``)."""
+    """Entity spans of ``doc`` from valid IOB2 tags (one per token).
+
+    doc (Doc): the Doc the tags belong to.
+    tags (Sequence[str]): IOB2 tags, one per token.
+    RETURNS (List[Span]): the entities, in order.
+    """
     if len(tags) != len(doc):
+        # A caller's bug (the parser aligns every reply to the Doc's tokens), not a user error.
         raise ValueError(f"{len(tags)} tags for {len(doc)} tokens")
-    spans, _ = spans_from_iob2(tags)
-    return [Span(doc, span.start, span.end, label=span.label) for span in spans]
+    return biluo_tags_to_spans(doc, iob_to_biluo(tags))

@@ -85,7 +85,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     corpus = write_tiny_corpus(base / "corpus")
     model = train_tiny_tagger(base / "model", max_epochs=10)
     state = base / "run" / "state"
-    common = ["--pool", corpus["gold"], "--strategy", "entropy", "--batch-to-add", BATCH]
+    common = ["--pool", corpus["gold"], "--loop.strategy", "entropy", "--loop.batch_to_add", BATCH]
     snapshots: dict[str, Any] = {"corpus": corpus, "model": model, "outputs": {}}
 
     def snapshot(name: str, result: Any) -> None:
@@ -103,7 +103,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         corpus["cheap"],
         "--dev",
         corpus["dev"],
-        "--finetune-epochs",
+        "--training.finetune_epochs",
         1,
         "--no-progress",
     ]
@@ -276,7 +276,7 @@ def test_initial_experts_join_training_and_are_never_selected(run, tmp_path: Pat
     write_docbin(initial_path, initial)
     initial_ids = [meta.sent_id(doc) for doc in initial]
     select = ["select", state_dir, "--model", run["model"], "--pool", corpus["gold"]]
-    select += ["--initial-experts", initial_path, "--batch-to-add", "2", "--no-progress"]
+    select += ["--initial-experts", initial_path, "--loop.batch_to_add", "2", "--no-progress"]
     result = invoke(*select)
     assert result.exit_code == 0, result.output
     state = state_of(state_dir)
@@ -285,3 +285,75 @@ def test_initial_experts_join_training_and_are_never_selected(run, tmp_path: Pat
     assert sorted(ents_by_id(state_dir / EXPERT_FILE)) == initial_ids
     again = invoke(*select)
     assert again.exit_code == 1 and "only read on first use" in flat(again.output)
+
+
+def test_a_human_loop_folder_reads_like_a_simulated_run(run) -> None:
+    """CheckpointStore reads the state folder: iteration 0 is the start model scored on dev,
+    then one checkpoint per update, named by the sentences active learning added."""
+    from nerloop.al.checkpoints import CheckpointStore
+    from nerloop.eval.pipeline import load_pipeline
+
+    state_dir = run["update_1"]
+    store = CheckpointStore(state_dir)
+    found = store.manifests()
+    names = ["active_iter_0_added_0", f"active_iter_1_added_{BATCH}"]
+    assert [m["checkpoint"] for m in found] == names
+    assert list(store.finished()) == names
+    assert [m["n_added"] for m in found] == [0, BATCH] and found[1]["n_expert_total"] == BATCH
+    state = state_of(state_dir)
+    assert found[0]["dev"] == state["history"][0]["dev"] and found[0]["mode"] == "initial"
+    assert found[1]["gain"] == pytest.approx(found[1]["dev"]["f1"] - found[0]["dev"]["f1"])
+    assert [s["sent_id"] for s in found[1]["selected"]] == state["labelled_ids"]
+    loaded = store.load(found[1])
+    original = load_pipeline(state_dir / state["model"])
+    assert loaded.to_bytes() == original.to_bytes()
+
+
+def test_human_and_simulated_manifests_have_the_same_keys(run, tmp_path: Path) -> None:
+    from nerloop.al.checkpoints import MANIFEST_KEYS, CheckpointStore
+    from nerloop.al.loop import LoopSettings, run_loop
+
+    corpus = run["corpus"]
+    settings = LoopSettings(
+        cheap_path=str(corpus["cheap"]),
+        gold_path=str(corpus["gold"]),
+        dev_path=str(corpus["dev"]),
+        init_model=str(run["model"]),
+        batch_to_add=BATCH,
+        finetune_epochs=1,
+        max_iterations=1,
+    )
+    run_loop(settings, tmp_path / "simulated", progress=False)
+    simulated = CheckpointStore(tmp_path / "simulated").manifests()
+    human = CheckpointStore(run["update_1"]).manifests()
+    assert len(simulated) == len(human) == 2
+    for manifest in simulated + human:
+        assert list(manifest) == list(MANIFEST_KEYS)
+    # n_added counts the sentences active learning added, never the initial experts
+    for manifests in (simulated, human):
+        assert [m["n_added"] for m in manifests] == [len(m["all_added_ids"]) for m in manifests]
+
+
+def test_initial_experts_are_not_counted_in_n_added(run, tmp_path: Path) -> None:
+    from nerloop.al.checkpoints import CheckpointStore
+    from nerloop.io_utils import write_docbin
+
+    corpus = run["corpus"]
+    state_dir = tmp_path / "state"
+    initial_path = tmp_path / "initial.spacy"
+    write_docbin(initial_path, gold_docs(40)[10:14])
+    select = ["select", state_dir, "--model", run["model"], "--pool", corpus["gold"]]
+    select += ["--initial-experts", initial_path, "--loop.batch_to_add", "2", "--no-progress"]
+    assert invoke(*select).exit_code == 0
+    answers = expert_answers(state_dir, 1)
+    args = ["update", state_dir, "--answers", answers, "--format", "prodigy"]
+    result = invoke(*args, *run["update_args"])
+    assert result.exit_code == 0, result.output
+    found = CheckpointStore(state_dir).manifests()
+    assert [m["checkpoint"] for m in found] == ["active_iter_0_added_0", "active_iter_1_added_2"]
+    assert [m["n_initial_expert"] for m in found] == [4, 4]
+    assert [m["n_expert_total"] for m in found] == [4, 6]
+    added = state_of(state_dir)["labelled_ids"][4:]
+    assert found[1]["all_added_ids"] == found[1]["added_ids"] == added and len(added) == 2
+    assert found[1]["training_set"]["counts"]["expert"] == 6
+    assert (state_dir / "iter_1" / "config.cfg").exists()

@@ -293,3 +293,170 @@ def test_strategies_in_parallel_processes_match_the_serial_run(
         }
     assert list(runs[2]) == ["entropy", "random"]
     assert runs[1] == runs[2]
+
+
+# -- settings from configs/al.cfg ---------------------------------------------------------------
+
+
+def config_args(corpus: dict[str, Path], output: Path, *extra: str) -> list[str]:
+    """The CLI arguments of a tiny run: inputs and a short loop as overrides of al.cfg."""
+    args = [str(output), "--paths.cheap", str(corpus["cheap"]), "--paths.gold"]
+    args += [str(corpus["gold"]), "--paths.dev", str(corpus["dev"])]
+    args += ["--paths.init_config", str(TINY_CONFIG), "--paths.initial_expert_ids"]
+    args += [str(corpus["ids"]), "--training.initial_epochs", "2"]
+    args += ["--training.finetune_epochs", "1", "--loop.improvement_threshold", "-1"]
+    return args + ["--loop.min_iterations", "1", "--loop.max_iterations", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def corpus_with_ids(corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    ids = tmp_path_factory.mktemp("ids") / "initial.json"
+    ids.write_text(json.dumps(list(INITIAL_EXPERTS)))
+    return {**corpus, "ids": ids}
+
+
+def test_the_defaults_are_the_study_settings() -> None:
+    from nerloop.al.settings import (
+        DEFAULT_CONFIG,
+        STUDY_SETTINGS,
+        IterationSettings,
+        compare_settings,
+        iteration_settings,
+        load_al_config,
+    )
+
+    config = load_al_config(DEFAULT_CONFIG)
+    assert {key: config["loop"][key] for key in ("batch_to_add", "min_iterations")} == {
+        "batch_to_add": 10,
+        "min_iterations": 10,
+    }
+    assert config["loop"]["max_iterations"] == STUDY_SETTINGS["max_iterations"] == 15
+    assert config["loop"]["improvement_threshold"] == STUDY_SETTINGS["improvement_threshold"]
+    assert config["loop"]["strategy"] == STUDY_SETTINGS["strategy"]
+    assert config["loop"]["keep_checkpoints"] == 0 and config["loop"]["pool_sample"] == 0
+    assert config["training"]["finetune_epochs"] == STUDY_SETTINGS["finetune_epochs"] == 2
+    assert config["training"]["initial_epochs"] is None
+    assert iteration_settings(config) == IterationSettings()
+    assert compare_settings(config).chosen_strategy == "entropy"
+    gpu = load_al_config(ROOT / "configs" / "al_gpu.cfg")
+    assert gpu["loop"] == {**config["loop"], "gpu_id": 0}
+    assert {name: gpu[name] for name in ("mix", "training", "compare")} == {
+        name: config[name] for name in ("mix", "training", "compare")
+    }
+
+
+def test_al_and_al_compare_read_the_same_config(
+    corpus_with_ids, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change in al.cfg's [loop] reaches both CLIs: they build the same loop settings."""
+    from typer.testing import CliRunner
+
+    from nerloop.al import loop as al_loop_module
+    from scripts import al_compare as compare_cli
+    from scripts import al_loop as loop_cli
+
+    class Captured(Exception):
+        pass
+
+    seen: dict[str, LoopSettings] = {}
+
+    def capture(name: str):
+        def fake(settings: LoopSettings, *args, **kwargs) -> None:
+            seen[name] = settings
+            raise Captured(name)
+
+        return fake
+
+    monkeypatch.setattr(al_loop_module, "run_loop", capture("al"))
+    monkeypatch.setattr(al_compare, "run_comparison", capture("al-compare"))
+    text = (ROOT / "configs" / "al.cfg").read_text()
+    assert "\nbatch_to_add = 10\n" in text and "\nmc_samples = 10\n" in text
+    changed = tmp_path / "al.cfg"
+    changed.write_text(text.replace("\nbatch_to_add = 10\n", "\nbatch_to_add = 4\n"))
+    for path in (ROOT / "configs" / "al.cfg", changed):
+        args = config_args(corpus_with_ids, tmp_path / "out", "--config", str(path))
+        for app in (loop_cli.app, compare_cli.app):
+            result = CliRunner().invoke(app, args)
+            assert isinstance(result.exception, Captured), result.output
+        assert seen["al"] == seen["al-compare"]
+        assert seen["al"].batch_to_add == (10 if path.parent == ROOT / "configs" else 4)
+        assert seen["al"].initial_expert_ids == INITIAL_EXPERTS
+    assert not (tmp_path / "out").exists()
+
+
+def test_override_changes_the_batch_and_the_resolved_config_is_written(
+    corpus_with_ids, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from nerloop.al.settings import load_al_config, loop_settings, with_input_hashes
+    from scripts import al_loop as loop_cli
+
+    output = tmp_path / "run"
+    args = config_args(corpus_with_ids, output, "--loop.batch_to_add", "2")
+    result = CliRunner().invoke(loop_cli.app, args)
+    assert result.exit_code == 0, result.output
+    found = manifests(output)
+    assert [m["checkpoint"] for m in found] == ["active_iter_0_added_0", "active_iter_1_added_2"]
+    assert len(found[1]["added_ids"]) == 2 and found[1]["settings"]["batch_to_add"] == 2
+    assert sorted(p.name for p in output.iterdir()) == ["checkpoints", "config.cfg", "history.json"]
+    resolved = load_al_config(output / "config.cfg")
+    assert resolved["loop"]["batch_to_add"] == 2
+    assert resolved["paths"]["cheap"] == str(corpus_with_ids["cheap"])
+    assert resolved["training"]["initial_epochs"] == 2
+    # the resolved config is the run: started from it, the finished run resumes and does nothing
+    assert with_input_hashes(loop_settings(resolved)).fingerprint() == found[-1]["fingerprint"]
+    before = {p.name: p.stat().st_mtime_ns for p in (output / "checkpoints").glob("*.json")}
+    again = CliRunner().invoke(loop_cli.app, [str(output), "--config", str(output / "config.cfg")])
+    assert again.exit_code == 0, again.output
+    after = {p.name: p.stat().st_mtime_ns for p in (output / "checkpoints").glob("*.json")}
+    assert after == before
+
+
+def test_bad_settings_are_one_line_errors_before_anything_is_written(
+    corpus_with_ids, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from scripts import al_loop as loop_cli
+
+    output = tmp_path / "run"
+    cases = {
+        ("--loop.batch_size", "3"): "[loop] has unknown settings batch_size",
+        ("--hub.repo", "no-namespace"): "[hub] a Hub repo id is 'namespace/name'",
+        ("--loop.batch_to_add", "0"): "batch_to_add must be at least 1, not 0",
+        ("--loop.strategy", "nope"): "unknown strategy 'nope'",
+        ("--loop.batch_to_add", '"10"'): "batch_to_add must be int, not '10'",
+    }
+    for extra, message in cases.items():
+        result = CliRunner().invoke(loop_cli.app, config_args(corpus_with_ids, output, *extra))
+        assert result.exit_code == 1, (extra, result.output)
+        assert message in " ".join(result.output.split()), (extra, result.output)
+    missing = CliRunner().invoke(
+        loop_cli.app, [str(output), "--paths.gold", str(corpus_with_ids["gold"])]
+    )
+    assert missing.exit_code == 1 and "[paths] cheap is not set" in missing.output
+    assert not output.exists()
+
+
+def test_compare_runs_with_the_serial_executor_and_writes_each_config(
+    corpus_with_ids, uninterrupted: Path, tmp_path: Path
+) -> None:
+    from spacy.cli._util import parse_config_overrides
+
+    from nerloop.al.settings import load_al_config
+
+    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
+    overrides = parse_config_overrides(config_args(corpus_with_ids, tmp_path / "out")[1:])
+    overrides |= {"paths.init_config": None, "paths.init_model": str(init_model)}
+    overrides |= {"training.initial_epochs": None, "compare.executor": "serial"}
+    overrides |= {"compare.strategies": "random,entropy", "loop.batch_to_add": 2}
+    result = al_compare.run_comparison_from_config(
+        ROOT / "configs" / "al.cfg", tmp_path / "out", overrides, progress=False
+    )
+    assert result["strategies"] == ["random", "entropy"]
+    assert [p["n_added"] for p in result["curves"]["entropy"]] == [0, 2]
+    assert load_al_config(tmp_path / "out" / "config.cfg")["compare"]["executor"] == "serial"
+    for name in ("random", "entropy"):
+        resolved = load_al_config(tmp_path / "out" / name / "config.cfg")
+        assert resolved["loop"]["strategy"] == name and resolved["loop"]["batch_to_add"] == 2

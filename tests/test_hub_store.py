@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from nerloop import hub as hub_store
-from scripts import hub_store as hub_cli
 from nerloop.eval.pipeline import load_pipeline, predict_with_probs
 from nerloop.hub import (
     CheckpointNotFoundError,
@@ -24,6 +23,8 @@ from nerloop.hub import (
     load_checkpoint,
     push_to_hub,
 )
+from scripts import hub_store as hub_cli
+from tests.cli_support import run_cli
 from tests.fake_hf_hub import FakeHub
 from tests.tiny_tagger import sentence_docs, train_tiny_tagger
 
@@ -290,7 +291,7 @@ def test_cli_push_and_pull(hub: FakeHub, tiny_model: Path, tmp_path: Path) -> No
     assert not any(p.is_symlink() for p in (tmp_path / "model").rglob("*"))
     ents, _ = predictions(load_pipeline(tmp_path / "model"))
     assert ents == predictions(load_pipeline(tiny_model))[0]
-    result = runner.invoke(hub_cli.app, ["pull", REPO, "nope", str(tmp_path / "nope")])
+    result = run_cli(hub_cli.app, ["pull", REPO, "nope", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "has no branch 'nope' (404)" in result.output
     assert not (tmp_path / "nope").exists()
 
@@ -302,25 +303,24 @@ def test_al_loop_pushes_each_checkpoint_and_catches_up_after_a_failed_push(
     made when the loop is resumed, and no checkpoint is pushed twice."""
     import json
 
-    import typer
-
     from scripts import al_loop
     from tests.tiny_corpus import write_tiny_corpus
 
     corpus = write_tiny_corpus(tmp_path / "corpus")
     output = tmp_path / "al"
-    app = typer.Typer()
-    app.command()(al_loop.main)
+    app = al_loop.app
     root = Path(__file__).parent.parent
-    args = [str(corpus["cheap"]), str(corpus["gold"]), str(corpus["dev"]), str(output)]
-    args += ["--init-config", str(root / "configs" / "tagger_tiny.cfg"), "--initial-epochs", "1"]
-    args += ["--initial-budget-pct", "20", "--finetune-epochs", "1", "--batch-to-add", "2"]
-    args += ["--improvement-threshold", "-1", "--min-iterations", "1", "--hub-repo", REPO]
+    args = [str(output), "--paths.cheap", str(corpus["cheap"]), "--paths.gold", str(corpus["gold"])]
+    args += ["--paths.dev", str(corpus["dev"])]
+    args += ["--paths.init_config", str(root / "configs" / "tagger_tiny.cfg")]
+    args += ["--training.initial_epochs", "1", "--loop.initial_budget_pct", "20"]
+    args += ["--training.finetune_epochs", "1", "--loop.batch_to_add", "2"]
+    args += ["--loop.improvement_threshold", "-1", "--loop.min_iterations", "1", "--hub.repo", REPO]
 
     def commits() -> list[str]:
         return [r.path.rsplit("/", 1)[-1] for r in hub.requests if "/commit/" in r.path]
 
-    first = CliRunner().invoke(app, args + ["--max-iterations", "1"])
+    first = CliRunner().invoke(app, args + ["--loop.max_iterations", "1"])
     assert first.exit_code == 0, first.output
     names = ["active_iter_0_added_0", "active_iter_1_added_2"]
     assert set(hub.repos[REPO].branches) == {"main", *names}
@@ -331,7 +331,7 @@ def test_al_loop_pushes_each_checkpoint_and_catches_up_after_a_failed_push(
     # the push of iteration 1 is lost (a crash after its manifest was written)
     del record["active_iter_1_added_2"]
     record_path.write_text(json.dumps(record))
-    second = CliRunner().invoke(app, args + ["--max-iterations", "2"])
+    second = CliRunner().invoke(app, args + ["--loop.max_iterations", "2"])
     assert second.exit_code == 0, second.output
     assert commits() == names + ["active_iter_1_added_2", "active_iter_2_added_4"]
     assert sorted(json.loads(record_path.read_text())) == names + ["active_iter_2_added_4"]
@@ -341,19 +341,17 @@ def test_al_loop_pushes_each_checkpoint_and_catches_up_after_a_failed_push(
 def test_al_loop_with_a_hub_repo_and_no_token_stops_before_training(
     hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import typer
-
     from scripts import al_loop
     from tests.tiny_corpus import write_tiny_corpus
 
     monkeypatch.delenv("HF_TOKEN")
     corpus = write_tiny_corpus(tmp_path / "corpus")
-    app = typer.Typer()
-    app.command()(al_loop.main)
+    app = al_loop.app
     root = Path(__file__).parent.parent
-    args = [str(corpus["cheap"]), str(corpus["gold"]), str(corpus["dev"]), str(tmp_path / "al")]
-    args += ["--init-config", str(root / "configs" / "tagger_tiny.cfg"), "--hub-repo", REPO]
-    result = CliRunner().invoke(app, args + ["--initial-budget-pct", "20"])
+    args = [str(tmp_path / "al"), "--paths.cheap", str(corpus["cheap"])]
+    args += ["--paths.gold", str(corpus["gold"]), "--paths.dev", str(corpus["dev"])]
+    args += ["--paths.init_config", str(root / "configs" / "tagger_tiny.cfg"), "--hub.repo", REPO]
+    result = CliRunner().invoke(app, args + ["--loop.initial_budget_pct", "20"])
     assert result.exit_code == 1
     assert "HF_TOKEN holds no token" in result.output
     assert not (tmp_path / "al").exists() and hub.requests == []

@@ -6,30 +6,36 @@ a table (Markdown and JSON) of the expert sentences each strategy needed to reac
 (by default 95% of the gold model's, read from a metrics JSON such as ``metrics/gold.json``) and
 their ratio to random. Each strategy's loop runs in its own folder and resumes like ``al_loop``.
 Test is never used to compare or choose: only the chosen checkpoint (highest dev F1) of one
-strategy is scored on test, and only with ``--evaluate-test``.
+strategy is scored on test, and only with ``--evaluate-test``. The strategies' loops run through
+``nerloop.executors.run_tasks`` (``[compare] executor``: local processes, serial or Ray).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from confection import Config
 from tqdm import tqdm
 from wasabi import msg
 
-from nerloop.al.loop import (
+from nerloop.al.loop import evaluate_chosen_on_test, run_loop
+from nerloop.al.settings import (
     LoopSettings,
-    evaluate_chosen_on_test,
-    run_loop,
+    compare_settings,
+    input_path,
+    load_al_config,
+    loop_settings,
+    with_input_hashes,
+    with_strategy,
 )
 from nerloop.al.strategies import STRATEGIES, UnknownStrategyError
-from nerloop.budget.grid import _thread_env, default_threads, set_thread_limits
 from nerloop.eval.pipeline import read_dev_f1
+from nerloop.executors import run_tasks
 from nerloop.io_utils import atomic_write_json, atomic_write_text, png_figure
+from nerloop.settings import write_resolved
 
 DEFAULT_STRATEGIES = tuple(STRATEGIES)
 RANDOM = "random"
@@ -171,10 +177,19 @@ def resolve_target(
     }
 
 
-def _run_strategy_worker(settings: LoopSettings, output_dir: Path, threads: int) -> dict[str, Any]:
-    """One strategy's loop in a worker process, with its share of the CPU threads."""
-    set_thread_limits(threads)
-    return run_loop(settings, output_dir, progress=False)
+@dataclass(frozen=True)
+class StrategyRun:
+    """One strategy's loop: its settings and its folder (picklable, for any executor)."""
+
+    name: str
+    settings: LoopSettings
+    output_dir: Path
+    progress: bool = False
+
+
+def run_strategy(task: StrategyRun) -> dict[str, Any]:
+    """Run (or resume) one strategy's loop; its history."""
+    return run_loop(task.settings, task.output_dir, progress=task.progress)
 
 
 def run_strategies(
@@ -183,47 +198,58 @@ def run_strategies(
     strategies: Sequence[str],
     *,
     processes: int = 1,
+    executor: str = "local",
+    threads: int | None = None,
+    address: str | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Run (or resume) the loop once per strategy, each in ``output_dir/<strategy>``.
+    """Run (or resume) the loop once per strategy, each in ``output_dir/<strategy>``, through
+    ``nerloop.executors.run_tasks``.
 
-    processes (int): Strategies run at the same time, each in its own spawned process with
-        ``cores / processes`` threads (the CPU tagger trains on one core, so 2 processes use a
-        2-core machine fully). 1 runs them one after the other in this process.
+    processes (int): Strategies run at the same time (``local``: spawned processes with
+        ``cores / processes`` threads each; the CPU tagger trains on one core, so 2 processes use
+        a 2-core machine fully). 1, or ``executor="serial"``, runs them one after the other in
+        this process.
+    executor / threads / address: As in ``run_tasks`` (``ray`` for a cluster).
     RETURNS (Dict[str, dict]): The history of each strategy, in the order given.
     """
-    if processes <= 1 or len(strategies) == 1:
-        histories = {}
-        for name in strategies:
-            msg.divider(f"strategy: {name}")
-            histories[name] = run_loop(
-                replace(settings, strategy=name), output_dir / name, progress=progress
-            )
-        return histories
-    threads = default_threads(processes)
+    in_process = executor == "serial" or (executor == "local" and processes <= 1)
+    tasks = [
+        StrategyRun(
+            name, replace(settings, strategy=name), Path(output_dir) / name, progress and in_process
+        )
+        for name in strategies
+    ]
     done: dict[str, dict[str, Any]] = {}
-    context = multiprocessing.get_context("spawn")
-    with (
-        _thread_env(threads),
-        ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool,
-        tqdm(total=len(strategies), desc="strategies", unit="loop", disable=not progress) as bar,
-    ):
-        futures = {
-            pool.submit(
-                _run_strategy_worker, replace(settings, strategy=name), output_dir / name, threads
-            ): name
-            for name in strategies
-        }
-        for future in as_completed(futures):
-            name = futures[future]
-            history = future.result()
-            done[name] = history
-            last = history["iterations"][-1]
-            bar.write(
-                f"{name}: {len(history['iterations']) - 1} iterations, stopped: "
-                f"{history['stopped']}, dev F1 {last['dev']['f1']:.4f} with {last['n_added']} added"
-            )
-            bar.update(1)
+    failed: list[tuple[str, BaseException]] = []
+    bar = tqdm(total=len(tasks), desc="strategies", unit="loop", disable=not progress)
+
+    def on_result(task: StrategyRun, history: dict[str, Any]) -> None:
+        done[task.name] = history
+        last = history["iterations"][-1]
+        bar.write(
+            f"{task.name}: {len(history['iterations']) - 1} iterations, stopped: "
+            f"{history['stopped']}, dev F1 {last['dev']['f1']:.4f} with {last['n_added']} added"
+        )
+        bar.update(1)
+
+    def on_failure(task: StrategyRun, error: BaseException) -> None:
+        msg.warn(f"strategy {task.name} failed: {error}")
+        failed.append((task.name, error))
+
+    with bar:
+        run_tasks(
+            run_strategy,
+            tasks,
+            on_result,
+            on_failure,
+            executor=executor,
+            processes=processes,
+            threads=threads,
+            address=address,
+        )
+    if failed:
+        raise failed[0][1]
     return {name: done[name] for name in strategies}
 
 
@@ -240,17 +266,36 @@ def run_comparison(
     plot: Path | None = None,
     progress: bool = True,
     processes: int = 1,
+    executor: str = "local",
+    threads: int | None = None,
+    address: str | None = None,
+    config: Config | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the loop once per strategy, then write the JSON, table and plot."""
+    """Run (or resume) the loop once per strategy, then write the JSON, table and plot.
+
+    config (Optional[Config]): The resolved settings, written to ``output_dir/config.cfg`` and,
+        with each strategy's ``[loop] strategy``, to each strategy's folder.
+    """
     if not strategies:
         raise UnknownStrategyError("give at least one strategy")
     for name in strategies:
         if name not in STRATEGIES:
             raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
     if evaluate_test is not None and chosen_strategy not in strategies:
-        raise UnknownStrategyError(f"--chosen-strategy {chosen_strategy!r} is not compared")
+        raise UnknownStrategyError(f"[compare] chosen_strategy {chosen_strategy!r} is not compared")
+    if config is not None:
+        write_resolved(config, output_dir)
+        for name in strategies:
+            write_resolved(with_strategy(config, name), Path(output_dir) / name)
     histories = run_strategies(
-        settings, output_dir, strategies, processes=processes, progress=progress
+        settings,
+        output_dir,
+        strategies,
+        processes=processes,
+        executor=executor,
+        threads=threads,
+        address=address,
+        progress=progress,
     )
     result: dict[str, Any] = {
         "strategies": list(strategies),
@@ -275,5 +320,39 @@ def run_comparison(
     return result
 
 
-
-
+def run_comparison_from_config(
+    config_path: Path | str,
+    output_dir: Path | str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    evaluate_test: Path | None = None,
+    output: Path | None = None,
+    table: Path | None = None,
+    plot: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the comparison with the settings of a file (``configs/al.cfg``: the loop's sections
+    and ``[compare]``) and overrides; the resolved settings go to ``output_dir/config.cfg``."""
+    config = load_al_config(config_path, overrides)
+    settings = with_input_hashes(loop_settings(config))
+    compare = compare_settings(config)
+    gold_metrics = input_path(dict(config.get("paths", {})), "gold_metrics")
+    return run_comparison(
+        settings,
+        Path(output_dir),
+        compare.strategies,
+        target=resolve_target(
+            Path(gold_metrics) if gold_metrics else None, compare.target_fraction, compare.target_f1
+        ),
+        evaluate_test=evaluate_test,
+        chosen_strategy=compare.chosen_strategy,
+        output=output,
+        table=table,
+        plot=plot,
+        progress=progress,
+        processes=compare.processes,
+        executor=compare.executor,
+        threads=compare.threads,
+        address=compare.address,
+        config=config,
+    )

@@ -11,13 +11,20 @@ A state folder holds everything of a run::
     STATE/iter_{i}/export/                   Label Studio tasks + config, Prodigy JSONL
     STATE/iter_{i}/answers.spacy             the experts' answers of iteration i (imported)
     STATE/iter_{i}/import_summary.json
-    STATE/checkpoints/active_iter_{i}_added_{n}/ (+ .json manifest)  the fine-tuned pipelines
+    STATE/iter_{i}/config.cfg                the resolved settings (select, then update)
+    STATE/checkpoints/active_iter_{i}_added_{n}/ (+ .json manifest)  the fine-tuned pipelines;
+                                             active_iter_0_added_0 is the start model as scored
+                                             on dev by the first update
 
 ``select`` scores the pool sentences not labelled yet with the current model (the last
-checkpoint, or the start model), picks a batch (``scripts/al/selection.py``) and exports it
+checkpoint, or the start model), picks a batch (``nerloop.al.iteration.select``) and exports it
 (``scripts/al_export.py``). ``update`` imports the answers (``scripts/al_import.py``; an invalid
-file stops everything with nothing written), trains the current model warm on the cheap set with
-the expert sentences replacing or adding to it, scores it on dev and saves the checkpoint.
+file stops everything with nothing written), then runs the same update as the simulated loop
+(``nerloop.al.iteration.update``): it trains the current model warm on the cheap set with the
+expert sentences replacing or adding to it, scores it on dev and saves the checkpoint, whose
+manifest has the simulated loop's keys, so ``CheckpointStore(STATE)`` reads the folder like a
+simulated run's. The settings are those of ``configs/al.cfg`` (``[loop]``, ``[mix]``,
+``[training]``, ``[hub]``).
 
 ``state.json`` is written last by both commands: it is the commit point. Everything else is
 written atomically before it and is simply redone when a command is run again after a crash
@@ -29,34 +36,34 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from confection import Config
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from nerloop.al.checkpoints import CheckpointStore, checkpoint_name
-from nerloop.al.scoring import score_pool
-from nerloop.al.selection import EmptyPoolError, select_batch
-from nerloop.al.strategies import UnknownStrategyError, make_strategy
+from nerloop.al import iteration as al_iteration
+from nerloop.al.checkpoints import open_store
+from nerloop.al.settings import (
+    DEFAULT_CONFIG,
+    IterationSettings,
+    hub_settings,
+    iteration_settings,
+    load_al_config,
+)
 from nerloop.corpus import meta
 from nerloop.errors import NerloopError
 from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
-from nerloop.formats.common import SelectedBatchError
-from nerloop.formats.export import ExportError, export_batch
-from nerloop.formats.importing import ImportValidationError, import_annotations
-from nerloop.io_utils import atomic_write_json, file_sha256, read_docbin, write_docbin
-from nerloop.mixing import (
-    CHEAP_SOURCE,
-    EXPERT_SOURCE,
-    MixedCorpus,
-    merge_labels,
-)
-from nerloop.training import (
-    DEV_KEYS,
-    finetune,
-)
+from nerloop.fingerprint import file_fingerprint, fingerprint
+from nerloop.formats.common import FORMATS
+from nerloop.formats.export import export_batch
+from nerloop.formats.importing import import_annotations
+from nerloop.hub import HubSettings
+from nerloop.io_utils import atomic_write_json, read_docbin, write_docbin
+from nerloop.mixing import EXPERT_SOURCE
+from nerloop.settings import write_resolved
 
 STATE_FILE = "state.json"
 EXPERT_FILE = "expert.spacy"
@@ -65,18 +72,6 @@ STATE_VERSION = 1
 
 class HumanLoopError(NerloopError, ValueError):
     """The state folder is not ready for the command (nothing pending, already pending, ...)."""
-
-
-# What the CLI reports in one line rather than as a traceback.
-CLI_ERRORS = (
-    HumanLoopError,
-    ImportValidationError,
-    EmptyPoolError,
-    UnknownStrategyError,
-    SelectedBatchError,
-    ExportError,
-    FileNotFoundError,
-)
 
 
 # -- the state folder ---------------------------------------------------------------------------
@@ -121,17 +116,42 @@ def without_entities(doc: Doc) -> Doc:
     return copy
 
 
+def _new_state(state_dir: Path, model: Path | None, initial_experts: Path | None) -> dict:
+    if model is None:
+        raise HumanLoopError(f"{state_dir} has no state yet: give the start model (--model)")
+    if not (model / "config.cfg").exists():
+        raise HumanLoopError(f"{model} is not a spaCy pipeline folder (no config.cfg)")
+    start = str(model.resolve())
+    initial_ids: list[int] = []
+    if initial_experts is not None:
+        docs = read_docbin(initial_experts, Vocab())
+        experts = [d for d in docs if d.user_data.get(meta.SOURCE) == EXPERT_SOURCE] or docs
+        for doc in experts:
+            meta.set_meta(doc, source=EXPERT_SOURCE)
+        initial_ids = [meta.sent_id(doc) for doc in experts]
+        # written before state.json (the commit point): a crash here leaves no state
+        write_docbin(state_dir / EXPERT_FILE, experts)
+    return {
+        "version": STATE_VERSION,
+        "start_model": start,
+        "model": start,
+        "iteration": 0,
+        "initial_experts": str(initial_experts) if initial_experts else None,
+        "n_initial_experts": len(initial_ids),
+        "labelled_ids": initial_ids,
+        "pending": None,
+        "history": [],
+    }
+
+
 def select_for_experts(
     state_dir: Path,
     pool_path: Path,
     *,
     model: Path | None = None,
     initial_experts: Path | None = None,
-    strategy_name: str = "entropy",
-    batch_to_add: int = 10,
-    seed: int = 0,
-    max_jaccard: float | None = None,
-    scoring_batch_size: int = 64,
+    settings: IterationSettings | None = None,
+    config: Config | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Choose the next batch for the experts and export it; the iteration is pending afterwards.
@@ -142,40 +162,16 @@ def select_for_experts(
     initial_experts (Optional[Path]): First use only: a DocBin with the expert-labelled Docs the
         start model was trained with (e.g. the init model's mixed corpus, of which the Docs with
         source "expert" are taken). They join every later training set and are never selected.
-    strategy_name (str): A name of ``scripts.al.strategies.STRATEGIES``.
-    batch_to_add (int): Sentences per batch.
-    seed (int): Seeds MC dropout, the random baseline and the fine-tuning of this iteration.
-    max_jaccard (Optional[float]): The diversity rule of ``select_batch``.
+    settings (Optional[IterationSettings]): The strategy, ``batch_to_add``, the seed (it seeds
+        MC dropout, the random baseline and the fine-tuning of this iteration), ``max_jaccard``.
+    config (Optional[Config]): The resolved settings, written to ``iter_{i}/config.cfg``.
     RETURNS (dict): The pending iteration as recorded in ``state.json``.
     """
-    strategy = make_strategy(strategy_name, seed=seed)
+    settings = settings or IterationSettings()
+    strategy = settings.make_strategy()
     state = read_state(state_dir)
     if state is None:
-        if model is None:
-            raise HumanLoopError(f"{state_dir} has no state yet: give the start model (--model)")
-        if not (model / "config.cfg").exists():
-            raise FileNotFoundError(f"{model} is not a spaCy pipeline folder (no config.cfg)")
-        start = str(model.resolve())
-        initial_ids: list[int] = []
-        if initial_experts is not None:
-            docs = read_docbin(initial_experts, Vocab())
-            experts = [d for d in docs if d.user_data.get(meta.SOURCE) == EXPERT_SOURCE] or docs
-            for doc in experts:
-                meta.set_meta(doc, source=EXPERT_SOURCE)
-            initial_ids = [meta.sent_id(doc) for doc in experts]
-            # written before state.json (the commit point): a crash here leaves no state
-            write_docbin(state_dir / EXPERT_FILE, experts)
-        state = {
-            "version": STATE_VERSION,
-            "start_model": start,
-            "model": start,
-            "iteration": 0,
-            "initial_experts": str(initial_experts) if initial_experts else None,
-            "n_initial_experts": len(initial_ids),
-            "labelled_ids": initial_ids,
-            "pending": None,
-            "history": [],
-        }
+        state = _new_state(state_dir, model, initial_experts)
     elif initial_experts is not None:
         raise HumanLoopError(
             f"{state_dir} has started: --initial-experts is only read on first use"
@@ -199,24 +195,24 @@ def select_for_experts(
     candidates = [
         doc for doc in read_docbin(pool_path, nlp.vocab) if meta.sent_id(doc) not in labelled
     ]
-    scored = score_pool(
+    selection = al_iteration.select(
         nlp,
         candidates,
         strategy,
-        round=iteration,
-        batch_size=scoring_batch_size,
-        seed=seed + iteration,
+        settings.batch_to_add,
+        iteration=iteration,
+        seed=settings.seed,
+        max_jaccard=settings.max_jaccard,
+        batch_size=settings.scoring_batch_size,
         progress=progress,
     )
-    chosen = select_batch(
-        scored.sent_ids, scored.scores, scored.tokens, batch_to_add, max_jaccard=max_jaccard
-    )
+    chosen = selection.sent_ids
     by_id = meta.by_sent_id(candidates)
     folder = iteration_dir(state_dir, iteration)
     selected_path = write_docbin(
         folder / "selected.spacy", [without_entities(by_id[i]) for i in chosen]
     )
-    rows = {row[meta.SENT_ID]: row for row in scored.rows()}
+    rows = {row[meta.SENT_ID]: row for row in selection.scored.rows()}
     atomic_write_json(
         folder / "selection.json",
         {"strategy": str(strategy), "model": str(current), "selected": [rows[i] for i in chosen]},
@@ -225,57 +221,25 @@ def select_for_experts(
     export = export_batch(
         current, selected_path, folder / "export", model_version=version, progress=progress
     )
+    if config is not None:
+        write_resolved(config, folder)
     state["pending"] = {
         "iteration": iteration,
         "selected_ids": chosen,
+        "selected": selection.selected(),
         "strategy": str(strategy),
-        "strategy_name": strategy_name,
-        "seed": seed,
+        "strategy_name": settings.strategy,
+        "seed": settings.seed,
         "pool": str(pool_path),
         "model": state["model"],
         "export": export["paths"],
-        "scoring": scored.stats(),
+        "scoring": selection.scored.stats(),
     }
     write_state(state_dir, state)
     return state["pending"]
 
 
 # -- update -------------------------------------------------------------------------------------
-
-
-def expert_training_docs(
-    cheap_docs: Sequence[Doc],
-    expert_docs: Sequence[Doc],
-    *,
-    cheap_weight: float = 1.0,
-    expert_weight: float = 1.0,
-) -> MixedCorpus:
-    """The cheap Docs without an expert version plus every expert Doc, sorted by sentence id.
-
-    Unlike ``scripts.mix.mix_corpus`` the expert labels come from the experts' answers, and an
-    expert sentence may or may not be in the cheap set (it replaces its cheap version if it is).
-    """
-    for name, value in (("cheap_weight", cheap_weight), ("expert_weight", expert_weight)):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, not {value}")
-    cheap = meta.by_sent_id(cheap_docs)
-    experts = meta.by_sent_id(expert_docs)
-    try:
-        docs = merge_labels(cheap, experts, cheap_weight, expert_weight)
-    except ValueError as err:
-        raise HumanLoopError(str(err)) from None
-    summary = {
-        "n_docs": len(docs),
-        "counts": {CHEAP_SOURCE: len(docs) - len(experts), EXPERT_SOURCE: len(experts)},
-        "n_replaced": len(set(experts) & set(cheap)),
-        "cheap_weight": float(cheap_weight),
-        "expert_weight": float(expert_weight),
-    }
-    return MixedCorpus(docs=docs, summary=summary)
-
-
-def dev_scores(scores: dict[str, Any]) -> dict[str, float]:
-    return {key: float(scores[key]) for key in DEV_KEYS}
 
 
 def update_from_experts(
@@ -285,13 +249,10 @@ def update_from_experts(
     cheap_path: Path,
     dev_path: Path,
     *,
-    finetune_epochs: int = 2,
-    cheap_weight: float = 1.0,
-    expert_weight: float = 1.0,
-    learn_rate: float | None = None,
-    dropout: float | None = None,
-    batch_words: int | None = None,
+    settings: IterationSettings | None = None,
     annotator: str | None = None,
+    hub: HubSettings | None = None,
+    config: Config | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Import the answers of the pending iteration, fine-tune, evaluate on dev, save.
@@ -301,12 +262,13 @@ def update_from_experts(
     answers_format (str): ``labelstudio`` or ``prodigy``.
     cheap_path (Path): The cheap DocBin the expert sentences are mixed into.
     dev_path (Path): Gold dev DocBin (F1, accuracy, loss).
-    finetune_epochs (int): Epochs of the warm-started fine-tuning.
-    RETURNS (dict): The checkpoint's manifest.
+    settings (Optional[IterationSettings]): Epochs, optimiser settings and loss weights of the
+        fine-tuning (its seed is the one ``select`` used).
+    hub (Optional[HubSettings]): Also push the checkpoint to its own branch of this repo.
+    config (Optional[Config]): The resolved settings, written to ``iter_{i}/config.cfg``.
+    RETURNS (dict): The checkpoint's manifest (the keys of ``checkpoints.MANIFEST_KEYS``).
     """
     started = time.perf_counter()
-    if finetune_epochs < 1:
-        raise ValueError(f"finetune_epochs must be at least 1, not {finetune_epochs}")
     state = _require_state(state_dir)
     pending = state["pending"]
     if pending is None:
@@ -314,6 +276,8 @@ def update_from_experts(
             f"no iteration is pending in {state_dir}: choose a batch first with "
             f"`python -m scripts.al_human select {state_dir} --pool POOL.spacy`"
         )
+    settings = replace(settings or IterationSettings(), seed=pending["seed"])
+    store = open_store(state_dir, hub)  # a Hub token is checked before anything is written
     iteration = pending["iteration"]
     folder = iteration_dir(state_dir, iteration)
     # Validation errors are raised here, before anything is written.
@@ -339,105 +303,165 @@ def update_from_experts(
     twice = sorted(set(added_ids) & labelled)
     if twice:
         raise HumanLoopError(f"sentences {twice} were labelled in an earlier iteration")
-    expert_docs = earlier + answers
-    mixed = expert_training_docs(
-        read_docbin(cheap_path, vocab),
-        expert_docs,
-        cheap_weight=cheap_weight,
-        expert_weight=expert_weight,
-    )
+    n_initial = state.get("n_initial_experts", 0)
+    before_ids = state["labelled_ids"][n_initial:]
+    cheap = read_docbin(cheap_path, vocab)
     dev = read_docbin(dev_path, vocab)
-    dev_hash = file_sha256(dev_path)
-    store = CheckpointStore(state_dir)
+    inputs = {
+        "cheap": str(cheap_path),
+        "cheap_sha256": file_fingerprint(cheap_path),
+        "dev": str(dev_path),
+        "dev_sha256": file_fingerprint(dev_path),
+        "pool": pending["pool"],
+        "start_model": state["start_model"],
+    }
+    if config is not None:
+        write_resolved(config, folder)
     store.remove_unfinished()
     nlp = load_pipeline(model_path(state_dir, state))
+    common = {
+        "settings": settings.to_dict(),
+        "fingerprint": fingerprint({"settings": settings.to_dict(), "inputs": inputs}),
+        "inputs": inputs,
+    }
     history = list(state["history"])
-    if not history or history[-1]["dev_sha256"] != dev_hash:
+    if not history or history[-1]["dev_sha256"] != inputs["dev_sha256"]:
         # the model the gain is measured against, scored on this dev set
-        before = evaluate_pipeline(nlp, dev, progress=False)
+        if state["iteration"] == 0 and not store.manifests():
+            _, start = al_iteration.update(
+                store,
+                nlp,
+                earlier,
+                cheap,
+                dev,
+                settings,
+                iteration=0,
+                added_ids=[],
+                all_added_ids=[],
+                n_initial_expert=n_initial,
+                previous_f1=None,
+                epochs=0,
+                record={"mode": "initial", "from_model": state["start_model"], **common},
+            )
+            before, start_checkpoint = start["dev"], start["checkpoint"]
+        else:
+            before = al_iteration.dev_scores(evaluate_pipeline(nlp, dev, progress=False))
+            start_checkpoint = None if state["iteration"] == 0 else Path(state["model"]).name
         history.append(
             {
                 "iteration": state["iteration"],
-                "checkpoint": None if state["iteration"] == 0 else Path(state["model"]).name,
+                "checkpoint": start_checkpoint,
                 "n_labelled": len(labelled),
-                "dev": dev_scores(before),
-                "dev_sha256": dev_hash,
+                "dev": before,
+                "dev_sha256": inputs["dev_sha256"],
                 "gain": None,
             }
         )
-    result = finetune(
+    expert_docs = earlier + answers
+    nlp, record = al_iteration.update(
+        store,
         nlp,
-        mixed.docs,
+        expert_docs,
+        cheap,
         dev,
-        epochs=finetune_epochs,
-        seed=pending["seed"] + iteration,
-        learn_rate=learn_rate,
-        dropout=dropout,
-        batch_words=batch_words,
-        eval_every=finetune_epochs,
-        keep_best=False,
+        settings,
+        iteration=iteration,
+        added_ids=added_ids,
+        all_added_ids=before_ids + added_ids,
+        n_initial_expert=n_initial,
+        previous_f1=history[-1]["dev"]["f1"],
+        score_seconds=pending["scoring"]["seconds"],
+        started=started,
         progress=progress,
-        description=f"finetune iteration {iteration}",
-    )
-    scores = dev_scores(result.last_scores)
-    all_ids = state["labelled_ids"] + added_ids
-    # named like the loop's: the sentences added by the iterations, not the initial experts
-    name = checkpoint_name(iteration, len(all_ids) - state.get("n_initial_experts", 0))
-    gain = scores["f1"] - history[-1]["dev"]["f1"]
-    store.save_pipeline(result.nlp, name, scores)
-    manifest = {
-        "version": STATE_VERSION,
-        "checkpoint": name,
-        "iteration": iteration,
-        "n_added": len(all_ids),
-        "added_ids": added_ids,
-        "all_added_ids": all_ids,
-        "skipped": summary["skipped"],
-        "dev": scores,
-        "gain": gain,
-        "n_train_docs": len(mixed.docs),
-        "training_set": mixed.summary,
-        "epochs": finetune_epochs,
-        "strategy": pending["strategy"],
-        "mode": "warm",
-        "from_model": pending["model"],
-        "answers": {
-            "path": str(answers_path),
-            "format": answers_format,
-            "sha256": file_sha256(answers_path),
-            "annotators": summary["annotators"],
+        record={
+            "selected": [s for s in pending["selected"] if s["sent_id"] in set(added_ids)],
+            "scoring": pending["scoring"],
+            "strategy": pending["strategy"],
+            "mode": "warm",
+            "from_model": pending["model"],
+            "answers": {
+                "path": str(answers_path),
+                "format": answers_format,
+                "sha256": file_fingerprint(answers_path),
+                "annotators": summary["annotators"],
+            },
+            "skipped": summary["skipped"],
+            **common,
         },
-        "inputs": {"cheap": str(cheap_path), "dev": str(dev_path), "dev_sha256": dev_hash},
-        "seconds": time.perf_counter() - started,
-    }
-    store.write_manifest(manifest)
+    )
     write_docbin(expert_path, expert_docs)
+    name = record["checkpoint"]
     history.append(
         {
             "iteration": iteration,
             "checkpoint": name,
-            "n_labelled": len(all_ids),
-            "dev": scores,
-            "dev_sha256": dev_hash,
-            "gain": gain,
+            "n_labelled": len(labelled) + len(added_ids),
+            "dev": record["dev"],
+            "dev_sha256": inputs["dev_sha256"],
+            "gain": record["gain"],
         }
     )
     state.update(
         model=str(store.pipeline_path(name).relative_to(state_dir)),
         iteration=iteration,
-        labelled_ids=all_ids,
+        labelled_ids=state["labelled_ids"] + added_ids,
         pending=None,
         history=history,
     )
     write_state(state_dir, state)
-    return manifest
+    return record
 
 
-# -- CLI ----------------------------------------------------------------------------------------
+# -- from a settings file -----------------------------------------------------------------------
 
 
+def _configured(config_path: Path | str, overrides: dict[str, Any] | None):
+    config = load_al_config(config_path, overrides)
+    settings = iteration_settings(config)
+    if settings.gpu_id >= 0:
+        from spacy import util
+
+        util.require_gpu(settings.gpu_id)
+    return config, settings
 
 
+def select_from_config(
+    state_dir: Path,
+    pool_path: Path,
+    config_path: Path | str = DEFAULT_CONFIG,
+    overrides: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``select_for_experts`` with the ``[loop]`` settings of a file (``configs/al.cfg``)."""
+    config, settings = _configured(config_path, overrides)
+    return select_for_experts(state_dir, pool_path, settings=settings, config=config, **options)
 
 
-
+def update_from_config(
+    state_dir: Path,
+    answers_path: Path,
+    answers_format: str,
+    cheap_path: Path,
+    dev_path: Path,
+    config_path: Path | str = DEFAULT_CONFIG,
+    overrides: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``update_from_experts`` with the ``[mix]``, ``[training]`` and ``[hub]`` settings of a
+    file (``configs/al.cfg``)."""
+    if answers_format not in FORMATS:
+        raise HumanLoopError(
+            f"--format must be one of {', '.join(FORMATS)}, not {answers_format!r}"
+        )
+    config, settings = _configured(config_path, overrides)
+    return update_from_experts(
+        state_dir,
+        answers_path,
+        answers_format,
+        cheap_path,
+        dev_path,
+        settings=settings,
+        hub=hub_settings(config),
+        config=config,
+        **options,
+    )

@@ -6,14 +6,16 @@ Iteration 0 is the starting point: a trained pipeline (``init_model``, e.g. the 
 the cheap set plus the initial expert budget) or one trained from a config on that same set.
 Iteration ``i >= 1``:
 
-1. score the sentences of the expert pool not labelled yet (``scripts/al/scoring.py``) with the
-   pipeline of iteration ``i - 1``;
-2. select ``batch_to_add`` of them (``scripts/al/selection.py``);
-3. build the training set (``scripts/mix.py``): the cheap set, with gold labels for the initial
-   expert sentences and for every sentence added so far;
+1. score the sentences of the expert pool not labelled yet with the pipeline of iteration
+   ``i - 1`` (``nerloop.al.iteration.select``);
+2. select ``batch_to_add`` of them;
+3. build the training set (``nerloop.al.iteration.update``): the cheap set, with gold labels
+   for the initial expert sentences and for every sentence added so far;
 4. fine-tune the pipeline of iteration ``i - 1`` on it (warm start), or retrain from the initial
    model or config (``from_scratch``), and score it on dev (entity F1, seqeval accuracy, loss);
 5. save the checkpoint ``active_iter_{i}_added_{n}`` and its manifest (``checkpoints.py``).
+
+Steps 1-5 are the iteration the loop with real experts (``nerloop.al.human``) runs as well.
 
 The loop stops after iteration ``i`` when ``i >= min_iterations`` and the dev F1 gained over
 iteration ``i - 1`` is below ``improvement_threshold``, when ``i == max_iterations``, or when the
@@ -28,155 +30,49 @@ uninterrupted run would have made.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy
+from confection import Config
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 from tqdm import tqdm
 from wasabi import msg
 
-from nerloop.al.checkpoints import CheckpointStore, ResumeError, checkpoint_name
-from nerloop.al.scoring import score_pool
-from nerloop.al.selection import EmptyPoolError, select_batch
-from nerloop.al.strategies import UnknownStrategyError, make_strategy
+from nerloop.al import iteration as al_iteration
+from nerloop.al.checkpoints import (
+    CheckpointStore,
+    HubMirroredStore,
+    OnCheckpoint,
+    ResumeError,
+    open_store,
+)
+from nerloop.al.settings import (
+    STUDY_SETTINGS,
+    LoopSettings,
+    hub_settings,
+    load_al_config,
+    loop_settings,
+    with_input_hashes,
+)
 from nerloop.corpus import meta
 from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
-from nerloop.io_utils import atomic_write_json, input_hashes, read_docbin
-from nerloop.mixing import (
-    ExpertPoolError,
-    budget_from_percent,
-    check_expert_ids,
-    draw_expert_ids,
-    expert_pool,
-    mix_corpus,
-    read_expert_ids,
-    resolve_pool_setting,
-)
-from nerloop.training import DEV_KEYS, finetune, load_or_init_pipeline
+from nerloop.hub import HubSettings
+from nerloop.io_utils import atomic_write_json, read_docbin
+from nerloop.mixing import check_expert_ids, expert_pool, resolve_pool_setting
+from nerloop.settings import write_resolved
+from nerloop.training import load_or_init_pipeline
+
+__all__ = ["STUDY_SETTINGS", "LoopSettings", "run_loop", "stop_reason", "with_input_hashes"]
 
 HISTORY_FILE = "history.json"
 TEST_METRICS_FILE = "test_metrics.json"
-MANIFEST_VERSION = 1
-# Settings that only decide when to stop (a rerun may change them and continue) or how fast it
-# runs; every other setting is part of the run's fingerprint.
-NOT_FINGERPRINTED = (
-    "improvement_threshold",
-    "min_iterations",
-    "max_iterations",
-    "scoring_batch_size",
-    "keep_checkpoints",
-    "gpu_id",
-)
-# The study's settings (BERT-base + BiLSTM on a GPU), documented as the GPU var set.
-STUDY_SETTINGS = {
-    "initial_epochs": 5,
-    "finetune_epochs": 2,
-    "batch_to_add": 10,
-    "improvement_threshold": 0.00005,
-    "min_iterations": 10,
-    "max_iterations": 15,
-    "strategy": "entropy",
-}
-# What the loop's CLIs report in one line (bad inputs or settings) rather than as a traceback.
-LOOP_ERRORS = (ExpertPoolError, ResumeError, EmptyPoolError, UnknownStrategyError)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """Every setting of an active learning run (JSON-able; recorded in each manifest).
-
-    init_model / init_config: Start from a trained pipeline, or train one from a config on the
-        cheap set plus the initial expert sentences (exactly one of them).
-    initial_expert_ids: The expert sentences of the starting training set (those the init model
-        was trained with).
-    initial_epochs: Epochs of the initial training (None: 5 from a config; 0 from a trained
-        pipeline, which is then used as it is). Also the epochs of each retraining in
-        ``from_scratch`` mode when > 0.
-    finetune_epochs: Epochs of each warm-started fine-tuning.
-    batch_to_add: Expert sentences added per iteration.
-    improvement_threshold / min_iterations / max_iterations: The stopping rule.
-    strategy: A name of ``scripts.al.strategies.STRATEGIES``.
-    mc_samples / mc_dropout: Monte Carlo dropout for ``bald``.
-    max_jaccard: The diversity rule of the selection (None: off).
-    pool_sample: Score a seeded random subset of this many pool sentences per iteration (0: the
-        whole pool).
-    from_scratch: Retrain from the initial model or config each iteration instead of warm start.
-    pool / cheap_weight / expert_weight: As in ``scripts/mix.py``.
-    learn_rate / dropout / batch_words: Training overrides, as in ``scripts/finetune.py``.
-    """
-
-    cheap_path: str
-    gold_path: str
-    dev_path: str
-    init_model: str | None = None
-    init_config: str | None = None
-    initial_expert_ids: tuple[int, ...] = ()
-    initial_epochs: int | None = None
-    finetune_epochs: int = 2
-    batch_to_add: int = 10
-    improvement_threshold: float = 0.00005
-    min_iterations: int = 10
-    max_iterations: int = 15
-    strategy: str = "entropy"
-    seed: int = 0
-    mc_samples: int = 10
-    mc_dropout: float = 0.1
-    max_jaccard: float | None = None
-    pool_sample: int = 0
-    from_scratch: bool = False
-    pool: str = "auto"
-    cheap_weight: float = 1.0
-    expert_weight: float = 1.0
-    learn_rate: float | None = None
-    dropout: float | None = None
-    batch_words: int | None = None
-    scoring_batch_size: int = 64
-    keep_checkpoints: int = 0
-    gpu_id: int = -1
-    input_hashes: dict[str, str] = field(default_factory=dict, compare=False)
-
-    def __post_init__(self) -> None:
-        if (self.init_model is None) == (self.init_config is None):
-            raise ValueError("give exactly one of init_model and init_config")
-        positive = {"finetune_epochs": self.finetune_epochs, "batch_to_add": self.batch_to_add}
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
-        for name in ("min_iterations", "max_iterations", "pool_sample", "keep_checkpoints"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.initial_epochs is not None and self.initial_epochs < 0:
-            raise ValueError("initial_epochs must not be negative")
-        if self.init_config is not None and self.initial_epochs == 0:
-            raise ValueError("a pipeline trained from a config needs initial_epochs >= 1")
-        make_strategy(self.strategy, mc_samples=self.mc_samples, mc_dropout=self.mc_dropout)
-
-    @property
-    def resolved_initial_epochs(self) -> int:
-        if self.initial_epochs is not None:
-            return self.initial_epochs
-        return 0 if self.init_model is not None else STUDY_SETTINGS["initial_epochs"]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["initial_expert_ids"] = list(self.initial_expert_ids)
-        return data
-
-    def fingerprint(self) -> str:
-        """sha256 of everything that decides the selections and the models."""
-        data = {k: v for k, v in self.to_dict().items() if k not in NOT_FINGERPRINTED}
-        data["initial_epochs"] = self.resolved_initial_epochs
-        data["version"] = MANIFEST_VERSION
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def stop_reason(
@@ -229,14 +125,11 @@ def load_corpora(settings: LoopSettings) -> Corpora:
     return Corpora(cheap, gold, dev, setting, expert_pool(cheap_ids, gold, setting))
 
 
-OnCheckpoint = Callable[[Path, dict[str, Any]], Any]
-
-
 class ActiveLearningRun:
     """One run of the loop in ``output_dir`` (resumed when it holds finished iterations).
 
-    on_checkpoint (Optional[Callable[[Path, dict], Any]]): Called with the pipeline folder and the
-        manifest once an iteration is finished (e.g. ``scripts.hub_store.push_to_hub``).
+    store (Optional[CheckpointStore]): Where the checkpoints go (default: a local store in
+        ``output_dir``; ``open_store`` with a Hub repo mirrors each one there).
     """
 
     def __init__(
@@ -245,18 +138,13 @@ class ActiveLearningRun:
         output_dir: Path | str,
         progress: bool = True,
         on_checkpoint: OnCheckpoint | None = None,
-    ):
+        store: CheckpointStore | None = None,
+    ) -> None:
         self.settings = settings
-        self.on_checkpoint = on_checkpoint
         self.output_dir = Path(output_dir)
-        self.store = CheckpointStore(self.output_dir)
+        self.store = store or open_store(self.output_dir, on_checkpoint=on_checkpoint)
         self.progress = progress
-        self.strategy = make_strategy(
-            settings.strategy,
-            seed=settings.seed,
-            mc_samples=settings.mc_samples,
-            mc_dropout=settings.mc_dropout,
-        )
+        self.strategy = settings.make_strategy()
         self.fingerprint = settings.fingerprint()
         self.corpora = load_corpora(settings)
         self.initial_ids = check_expert_ids(settings.initial_expert_ids, self.corpora.pool_ids)
@@ -281,7 +169,7 @@ class ActiveLearningRun:
         manifests = self.store.manifests()
         previous: list[int] = []
         for manifest in manifests:
-            if manifest["fingerprint"] != self.fingerprint:
+            if manifest.get("fingerprint") != self.fingerprint:
                 raise ResumeError(
                     f"{self.store.folder} holds a run with other settings or inputs (iteration "
                     f"{manifest['iteration']}): use another output folder, or --restart"
@@ -301,16 +189,9 @@ class ActiveLearningRun:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def training_docs(self, added_ids: list[int]) -> list[Doc]:
-        mixed = mix_corpus(
-            self.corpora.cheap,
-            list(self.corpora.gold.values()),
-            self.initial_ids + added_ids,
-            pool=self.corpora.pool_setting,
-            cheap_weight=self.settings.cheap_weight,
-            expert_weight=self.settings.expert_weight,
-        )
-        return mixed.docs
+    def expert_docs(self, added_ids: list[int]) -> list[Doc]:
+        """The 'experts' answers': the gold Docs of the initial and the added sentences."""
+        return [self.corpora.gold[i] for i in self.initial_ids + added_ids]
 
     def start_pipeline(self, train_docs: list[Doc]) -> Language:
         s = self.settings
@@ -322,25 +203,6 @@ class ActiveLearningRun:
             gpu_id=s.gpu_id,
         )
 
-    def train(
-        self, nlp: Language, train_docs: list[Doc], epochs: int, iteration: int
-    ) -> dict[str, float]:
-        s = self.settings
-        result = finetune(
-            nlp,
-            train_docs,
-            self.corpora.dev,
-            epochs=epochs,
-            seed=s.seed + iteration,
-            learn_rate=s.learn_rate,
-            dropout=s.dropout,
-            batch_words=s.batch_words,
-            eval_every=epochs,
-            keep_best=False,
-            progress=False,
-        )
-        return result.last_scores
-
     def candidates(self, iteration: int) -> list[int]:
         """The pool sentences scored in this iteration (a seeded subset with ``pool_sample``)."""
         remaining = self.remaining_pool()
@@ -350,100 +212,79 @@ class ActiveLearningRun:
         rng = numpy.random.default_rng([self.settings.seed, iteration, 1])
         return sorted(int(i) for i in rng.choice(remaining, size=size, replace=False))
 
-    def initial_iteration(self) -> tuple[Language, dict[str, Any]]:
-        start = time.perf_counter()
-        train_docs = self.training_docs([])
-        nlp = self.start_pipeline(train_docs)
-        epochs = self.settings.resolved_initial_epochs
-        if epochs:
-            dev = self.train(nlp, train_docs, epochs, iteration=0)
-        else:
-            scores = evaluate_pipeline(nlp, self.corpora.dev, progress=False)
-            dev = {key: float(scores[key]) for key in DEV_KEYS}
-        finetune_seconds = time.perf_counter() - start
-        record = {
-            "iteration": 0,
-            "n_added": 0,
-            "added_ids": [],
-            "all_added_ids": [],
-            "selected": [],
-            "gain": None,
-            "n_train_docs": len(train_docs),
-            "initial_epochs": epochs,
-            "scoring": None,
-            "seconds": {"score": 0.0, "finetune": finetune_seconds},
-        }
-        return nlp, record | {"dev": dev}
-
-    def next_iteration(self, nlp: Language, iteration: int) -> tuple[Language, dict[str, Any]]:
+    def record(self, mode: str, from_model: str | None) -> dict[str, Any]:
+        """The manifest keys every iteration of this run shares."""
         s = self.settings
-        candidates = self.candidates(iteration)
-        scored = score_pool(
+        return {
+            "strategy": str(self.strategy),
+            "mode": mode,
+            "from_model": from_model,
+            "inputs": {"cheap": s.cheap_path, "gold": s.gold_path, "dev": s.dev_path},
+            "fingerprint": self.fingerprint,
+            "settings": s.to_dict(),
+        }
+
+    def initial_iteration(self) -> tuple[Language, dict[str, Any]]:
+        started = time.perf_counter()
+        s = self.settings
+        return al_iteration.update(
+            self.store,
+            self.start_pipeline,
+            self.expert_docs([]),
+            self.corpora.cheap,
+            self.corpora.dev,
+            s,
+            iteration=0,
+            added_ids=[],
+            all_added_ids=[],
+            n_initial_expert=len(self.initial_ids),
+            previous_f1=None,
+            epochs=s.resolved_initial_epochs,
+            started=started,
+            record=self.record("initial", s.init_model or s.init_config),
+        )
+
+    def next_iteration(self, nlp: Language, number: int) -> tuple[Language, dict[str, Any]]:
+        started = time.perf_counter()
+        s = self.settings
+        chosen = al_iteration.select(
             nlp,
-            [self.corpora.gold[i] for i in candidates],
+            [self.corpora.gold[i] for i in self.candidates(number)],
             self.strategy,
-            round=iteration,
+            s.batch_to_add,
+            iteration=number,
+            seed=s.seed,
+            max_jaccard=s.max_jaccard,
             batch_size=s.scoring_batch_size,
-            seed=s.seed + iteration,
             progress=self.progress,
         )
-        chosen = select_batch(
-            scored.sent_ids, scored.scores, scored.tokens, s.batch_to_add, max_jaccard=s.max_jaccard
-        )
-        score_of = dict(zip(scored.sent_ids, scored.scores.tolist(), strict=True))
-        all_added = self.added_ids + chosen
-        train_start = time.perf_counter()
-        train_docs = self.training_docs(all_added)
+        all_added = self.added_ids + chosen.sent_ids
         if s.from_scratch:
-            nlp = self.start_pipeline(train_docs)
-            epochs = s.resolved_initial_epochs or s.finetune_epochs
+            model, epochs, mode = self.start_pipeline, s.resolved_initial_epochs, "scratch"
+            epochs = epochs or s.finetune_epochs
         else:
-            epochs = s.finetune_epochs
-        dev = self.train(nlp, train_docs, epochs, iteration)
-        finetune_seconds = time.perf_counter() - train_start
-        record = {
-            "iteration": iteration,
-            "n_added": len(all_added),
-            "added_ids": chosen,
-            "all_added_ids": all_added,
-            "selected": [
-                {
-                    "sent_id": i,
-                    "score": score_of[i],
-                    "text": " ".join(t.text for t in self.corpora.gold[i]),
-                }
-                for i in chosen
-            ],
-            "gain": dev["f1"] - self.history[-1]["dev"]["f1"],
-            "n_train_docs": len(train_docs),
-            "epochs": epochs,
-            "scoring": scored.stats(),
-            "seconds": {"score": scored.seconds, "finetune": finetune_seconds},
-        }
-        return nlp, record | {"dev": dev}
-
-    def save(self, nlp: Language, record: dict[str, Any], started: float) -> None:
-        """Write the checkpoint, then its manifest (the iteration is finished once it exists)."""
-        name = checkpoint_name(record["iteration"], record["n_added"])
-        save_start = time.perf_counter()
-        self.store.save_pipeline(nlp, name, record["dev"])
-        record["seconds"]["save"] = time.perf_counter() - save_start
-        record["seconds"]["iteration"] = time.perf_counter() - started
-        manifest = {
-            "version": MANIFEST_VERSION,
-            "checkpoint": name,
-            **record,
-            "n_initial_expert": len(self.initial_ids),
-            "n_expert_total": len(self.initial_ids) + record["n_added"],
-            "strategy": str(self.strategy),
-            "mode": "scratch" if self.settings.from_scratch else "warm",
-            "fingerprint": self.fingerprint,
-            "settings": self.settings.to_dict(),
-        }
-        self.store.write_manifest(manifest)
-        self.history.append(self.entry(manifest))
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(self.store.pipeline_path(name), manifest)
+            model, epochs, mode = nlp, s.finetune_epochs, "warm"
+        return al_iteration.update(
+            self.store,
+            model,
+            self.expert_docs(all_added),
+            self.corpora.cheap,
+            self.corpora.dev,
+            s,
+            iteration=number,
+            added_ids=chosen.sent_ids,
+            all_added_ids=all_added,
+            n_initial_expert=len(self.initial_ids),
+            previous_f1=self.history[-1]["dev"]["f1"],
+            epochs=epochs,
+            score_seconds=chosen.scored.seconds,
+            started=started,
+            record={
+                "selected": chosen.selected(),
+                "scoring": chosen.scored.stats(),
+                **self.record(mode, self.history[-1]["checkpoint"]),
+            },
+        )
 
     def stop(self) -> str | None:
         s = self.settings
@@ -498,9 +339,8 @@ class ActiveLearningRun:
         self.resume()
         nlp: Language | None = None
         if not self.history:
-            started = time.perf_counter()
             nlp, record = self.initial_iteration()
-            self.save(nlp, record, started)
+            self.history.append(self.entry(record))
         else:
             msg.info(f"Resuming after {self.history[-1]['checkpoint']}")
         s = self.settings
@@ -513,12 +353,11 @@ class ActiveLearningRun:
         )
         stopped = self.stop()
         while stopped is None:
-            iteration = self.history[-1]["iteration"] + 1
+            number = self.history[-1]["iteration"] + 1
             if nlp is None:
                 nlp = self.store.load(self.history[-1])
-            started = time.perf_counter()
-            nlp, record = self.next_iteration(nlp, iteration)
-            self.save(nlp, record, started)
+            nlp, record = self.next_iteration(nlp, number)
+            self.history.append(self.entry(record))
             self.prune()
             atomic_write_json(self.output_dir / HISTORY_FILE, self.summary(None))
             bar.update(1)
@@ -537,91 +376,49 @@ def run_loop(
     progress: bool = True,
     restart: bool = False,
     on_checkpoint: OnCheckpoint | None = None,
+    hub: HubSettings | None = None,
+    config: Config | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the loop in ``output_dir``; returns the history written to
-    ``output_dir/history.json``. ``restart`` deletes the folder's checkpoints first;
-    ``on_checkpoint`` is called after each finished iteration (see ``ActiveLearningRun``)."""
+    ``output_dir/history.json``.
+
+    restart (bool): Delete the folder's checkpoints first.
+    on_checkpoint (Optional[Callable[[Path, dict], Any]]): Called after each finished iteration
+        with the pipeline folder and the manifest.
+    hub (Optional[HubSettings]): Also push every checkpoint to its own branch of this repo; the
+        token is checked before anything is written, and the checkpoints of an earlier
+        interrupted run that never reached the Hub are pushed first.
+    config (Optional[Config]): The resolved settings, written to ``output_dir/config.cfg``.
+    """
     output_dir = Path(output_dir)
+    store = open_store(output_dir, hub, on_checkpoint)
     if restart and output_dir.exists():
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
         (output_dir / HISTORY_FILE).unlink(missing_ok=True)
-    run = ActiveLearningRun(settings, output_dir, progress=progress, on_checkpoint=on_checkpoint)
+    run = ActiveLearningRun(settings, output_dir, progress=progress, store=store)
+    if config is not None:
+        write_resolved(config, output_dir)
+    if isinstance(store, HubMirroredStore) and not restart:
+        store.catch_up()
     return run.run()
 
 
-def resolve_initial_ids(
-    cheap_path: Path,
-    gold_path: Path,
-    ids_path: Path | None,
-    budget_pct: float | None,
-    seed: int,
-    pool: str,
-) -> list[int]:
-    """The initial expert ids: read from a file, drawn at a budget, or none."""
-    if ids_path is not None and budget_pct is not None:
-        raise ExpertPoolError("give --initial-expert-ids or --initial-budget-pct, not both")
-    if ids_path is not None:
-        return read_expert_ids(ids_path)
-    if budget_pct is None:
-        return []
-    vocab = Vocab()
-    cheap_ids = [meta.sent_id(doc) for doc in read_docbin(cheap_path, vocab)]
-    gold_ids = [meta.sent_id(doc) for doc in read_docbin(gold_path, vocab)]
-    budget = budget_from_percent(budget_pct, len(cheap_ids))
-    return draw_expert_ids(expert_pool(cheap_ids, gold_ids, pool), budget, seed)
-
-
-def settings_from_cli(
-    cheap_path: Path,
-    gold_path: Path,
-    dev_path: Path,
+def run_from_config(
+    config_path: Path | str,
+    output_dir: Path | str,
+    overrides: dict[str, Any] | None = None,
     *,
-    seed: int,
-    pool: str,
-    init_model: Path | None = None,
-    init_config: Path | None = None,
-    initial_expert_ids: Path | None = None,
-    initial_budget_pct: float | None = None,
-    **options: Any,
-) -> LoopSettings:
-    """The settings of a command-line run (``al_loop``, ``al_compare``).
-
-    initial_expert_ids / initial_budget_pct: A file of initial expert ids, or a budget to draw
-        them at (see ``resolve_initial_ids``); neither: none.
-    options: Every other setting, by its ``LoopSettings`` name (unset: the default).
-    RETURNS (LoopSettings): The settings, paths as strings (without ``input_hashes``).
-    """
-    ids = resolve_initial_ids(
-        cheap_path, gold_path, initial_expert_ids, initial_budget_pct, seed, pool
+    restart: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the loop with the settings of a file (``configs/al.cfg``) and overrides;
+    the resolved settings are written to ``output_dir/config.cfg``, the history returned."""
+    config = load_al_config(config_path, overrides)
+    settings = with_input_hashes(loop_settings(config))
+    hub = hub_settings(config)
+    return run_loop(
+        settings, output_dir, progress=progress, restart=restart, hub=hub, config=config
     )
-    return LoopSettings(
-        cheap_path=str(cheap_path),
-        gold_path=str(gold_path),
-        dev_path=str(dev_path),
-        init_model=str(init_model) if init_model else None,
-        init_config=str(init_config) if init_config else None,
-        initial_expert_ids=tuple(ids),
-        seed=seed,
-        pool=pool,
-        **options,
-    )
-
-
-def with_input_hashes(settings: LoopSettings) -> LoopSettings:
-    """The settings with the sha256 of every input file and of the init model's files, so a
-    run never continues on changed data."""
-    from dataclasses import replace
-
-    hashes = input_hashes(
-        {
-            "cheap": settings.cheap_path,
-            "gold": settings.gold_path,
-            "dev": settings.dev_path,
-            "init_model": settings.init_model,
-            "init_config": settings.init_config,
-        }
-    )
-    return replace(settings, input_hashes=hashes)
 
 
 def evaluate_chosen_on_test(
@@ -632,7 +429,7 @@ def evaluate_chosen_on_test(
     output_dir = Path(output_dir)
     history = json.loads((output_dir / HISTORY_FILE).read_text(encoding="utf8"))
     chosen = history["chosen"]
-    nlp = load_pipeline(CheckpointStore(output_dir).pipeline_path(chosen["checkpoint"]))
+    nlp = load_pipeline(open_store(output_dir).pipeline_path(chosen["checkpoint"]))
     test = evaluate_pipeline(nlp, read_docbin(test_path, nlp.vocab), batch_size, progress=False)
     result = {
         "checkpoint": chosen["checkpoint"],

@@ -1,23 +1,33 @@
 """The k-fold expert-budget experiment on tiny DocBins with configs/tagger_tiny.cfg: folds, the
-saturation rule, fine-tuning determinism, resume, and the grid end to end (local and Ray)."""
+saturation rule, fine-tuning determinism, resume, the grid end to end (local and Ray), and its
+settings file configs/kfold.cfg (overrides, unknown keys, the resolved config.cfg)."""
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
+import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from nerloop.budget import grid as kfold
+from nerloop import budget as kfold
+from nerloop.budget.experiment import dotted
+from nerloop.errors import SettingsError
 from nerloop.io_utils import atomic_write_json, read_docbin
 from nerloop.mixing import ExpertPoolError
+from nerloop.settings import load_settings
 from nerloop.training import finetune, init_pipeline
 from tests.tiny_corpus import write_tiny_corpus
 
 ROOT = Path(__file__).parent.parent
 TINY_CONFIG = ROOT / "configs" / "tagger_tiny.cfg"
+KFOLD_CONFIG = ROOT / "configs" / "kfold.cfg"
+KFOLD_GPU_CONFIG = ROOT / "configs" / "kfold_gpu.cfg"
 
 
 @pytest.fixture(scope="module")
@@ -164,17 +174,32 @@ def check_outputs(output_dir: Path, summary: dict) -> None:
     assert "## Saturation" in (output_dir / "summary.md").read_text()
 
 
-def grid_options(tiny: dict[str, Path]) -> dict:
+def tiny_paths(tiny: dict[str, Path], output_dir: Path) -> dict[str, str]:
+    """``[paths]`` overrides: the tiny DocBins, the tiny init model and the output folder."""
     return {
-        "init_model": tiny["init_model"],
-        "budgets": [10, 20],
-        "k": 2,
-        "epochs": 2,
-        "threads": 1,
-        "llm_pure_metrics": tiny["base"] / "llm_pure.json",
-        "gold_metrics": tiny["base"] / "gold.json",
-        "progress": False,
+        "paths.cheap": str(tiny["cheap"]),
+        "paths.gold": str(tiny["gold"]),
+        "paths.dev": str(tiny["dev"]),
+        "paths.init_model": str(tiny["init_model"]),
+        "paths.output": str(output_dir),
     }
+
+
+def grid_overrides(tiny: dict[str, Path], output_dir: Path, **changes: Any) -> dict[str, Any]:
+    return {
+        **tiny_paths(tiny, output_dir),
+        "paths.llm_pure_metrics": str(tiny["base"] / "llm_pure.json"),
+        "paths.gold_metrics": str(tiny["base"] / "gold.json"),
+        "grid.budgets": "10,20",
+        "grid.folds": 2,
+        "training.epochs": 2,
+        "executor.threads": 1,
+        **changes,
+    }
+
+
+def run_tiny_grid(overrides: dict[str, Any]) -> tuple[dict | None, kfold.GridReport]:
+    return kfold.run_experiment(load_settings(KFOLD_CONFIG, overrides), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -182,14 +207,8 @@ def local_grid(tiny: dict[str, Path]) -> kfold.GridReport:
     """The tiny grid (2 budgets x 2 folds) through the local executor: 2 spawned processes."""
     thread_env_before = {name: os.environ.get(name) for name in kfold.THREAD_ENV_VARS}
     output_dir = tiny["base"] / "local"
-    summary, report = kfold.run_experiment(
-        tiny["cheap"],
-        tiny["gold"],
-        tiny["dev"],
-        output_dir,
-        executor="local",
-        processes=2,
-        **grid_options(tiny),
+    summary, report = run_tiny_grid(
+        grid_overrides(tiny, output_dir, **{"executor.executor": "local", "executor.processes": 2})
     )
     assert summary is not None and len(report.computed) == 4 and not report.failed
     check_outputs(output_dir, summary)
@@ -212,14 +231,8 @@ def test_tiny_grid_end_to_end_local(local_grid: kfold.GridReport) -> None:
 def test_tiny_grid_end_to_end_ray(tiny: dict[str, Path], local_grid: kfold.GridReport) -> None:
     pytest.importorskip("ray", reason="ray is not installed: pip install 'ray==2.40.0'")
     output_dir = tiny["base"] / "ray"
-    summary, report = kfold.run_experiment(
-        tiny["cheap"],
-        tiny["gold"],
-        tiny["dev"],
-        output_dir,
-        executor="ray",
-        processes=1,
-        **grid_options(tiny),
+    summary, report = run_tiny_grid(
+        grid_overrides(tiny, output_dir, **{"executor.executor": "ray", "executor.processes": 1})
     )
     assert summary is not None and len(report.computed) == 4 and not report.failed
     check_outputs(output_dir, summary)
@@ -231,19 +244,15 @@ def test_tiny_grid_end_to_end_ray(tiny: dict[str, Path], local_grid: kfold.GridR
 
 def test_expert_weights_table(tiny: dict[str, Path]) -> None:
     output_dir = tiny["base"] / "weights"
-    summary, _ = kfold.run_experiment(
-        tiny["cheap"],
-        tiny["gold"],
-        tiny["dev"],
-        output_dir,
-        init_model=tiny["init_model"],
-        budgets=[20],
-        k=2,
-        expert_weights=[1, 2, 5],
-        epochs=1,
-        processes=0,
-        progress=False,
-    )
+    overrides = {
+        **tiny_paths(tiny, output_dir),
+        "grid.budgets": 20,
+        "grid.folds": 2,
+        "grid.expert_weights": "1,2,5",
+        "training.epochs": 1,
+        "executor.processes": 0,
+    }
+    summary, _ = run_tiny_grid(overrides)
     assert summary is not None
     assert [(r["expert_weight"], r["n_folds"]) for r in summary["rows"]] == [(1, 2), (2, 2), (5, 2)]
     names = sorted(p.stem for p in (output_dir / "runs").glob("*.json"))
@@ -296,3 +305,245 @@ def test_init_model_trains_saves_and_scores_test_once(tiny: dict[str, Path]) -> 
     stamp = metrics_file.stat().st_mtime_ns
     assert train_init_model(*paths, 20, **options) == json.loads(metrics_file.read_text())
     assert metrics_file.stat().st_mtime_ns == stamp  # same settings: not trained or scored again
+
+
+# ---------------------------------------------------------------------------------------------
+# The settings file: configs/kfold.cfg, its overrides and the resolved config.cfg
+# ---------------------------------------------------------------------------------------------
+
+# The defaults of scripts/kfold.py's and scripts/init_model.py's typer options before the
+# settings moved to configs/kfold.cfg (--config configs/tagger_cnn.cfg was used only with
+# --from-scratch: now --paths.train_config).
+OLD_KFOLD_DEFAULTS = {
+    "budgets": [1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 12.0, 15.0, 20.0],
+    "folds": 5,
+    "expert_weights": [1.0],
+    "cheap_weight": 1.0,
+    "pool": "auto",
+    "epochs": 3,
+    "eval_every": None,
+    "select": "last",
+    "learn_rate": None,
+    "dropout": None,
+    "batch_words": None,
+    "seed": 0,
+    "executor": "local",
+    "processes": 2,
+    "threads": None,
+    "ray_address": None,
+    "gpu_id": -1,
+    "saturation_threshold": 0.01,
+}
+OLD_INIT_DEFAULTS = {
+    "init_budgets": [12.0],
+    "training_dir": Path("training"),
+    "corpus_dir": Path("corpus/mixed"),
+    "metrics_dir": Path("metrics"),
+    "init_epochs": 3,
+    "init_seed": 0,
+    "pool": "auto",
+    "cheap_weight": 1.0,
+    "expert_weight": 1.0,
+    "learn_rate": None,
+    "dropout": None,
+    "batch_words": None,
+    "gpu_id": -1,
+}
+# The study's GPU grid, as scripts/kfold.py's help gave it: --epochs 5 --eval-every 1 --select
+# best --learn-rate 5e-5 --processes 1 --threads 8 --gpu-id 0 (the init model reads the file too)
+GPU_CHANGES = {
+    "epochs": 5,
+    "eval_every": 1,
+    "select": "best",
+    "learn_rate": 5e-5,
+    "processes": 1,
+    "threads": 8,
+    "gpu_id": 0,
+    "init_epochs": 5,
+}
+
+
+def test_kfold_cfg_defaults_equal_the_former_cli_defaults() -> None:
+    from dataclasses import asdict
+
+    from nerloop.budget.init_model import train_init_model
+
+    settings = kfold.read_settings(load_settings(KFOLD_CONFIG))
+    values = asdict(settings)
+    assert {key: values[key] for key in OLD_KFOLD_DEFAULTS} == OLD_KFOLD_DEFAULTS
+    assert {key: values[key] for key in OLD_INIT_DEFAULTS} == OLD_INIT_DEFAULTS
+    assert set(settings.paths.values()) == {None} and settings.spacy_training == {}
+    # the library's keyword defaults are the file's too
+    run_defaults = {f.name: f.default for f in kfold.RunSettings.__dataclass_fields__.values()}
+    for key in ("pool", "epochs", "eval_every", "select", "cheap_weight", "seed", "gpu_id"):
+        assert run_defaults[key] == values[key], key
+    init_defaults = inspect.signature(train_init_model).parameters
+    for key in ("epochs", "seed", "pool", "cheap_weight", "expert_weight", "gpu_id"):
+        name = f"init_{key}" if f"init_{key}" in values else key
+        assert init_defaults[key].default == values[name], key
+    for key in ("training_dir", "corpus_dir", "metrics_dir"):
+        assert init_defaults[key].default == values[key], key
+
+
+def test_kfold_gpu_cfg_is_kfold_cfg_with_the_study_gpu_settings() -> None:
+    from dataclasses import asdict
+
+    cpu = asdict(kfold.read_settings(load_settings(KFOLD_CONFIG)))
+    gpu = asdict(kfold.read_settings(load_settings(KFOLD_GPU_CONFIG)))
+    assert {key: gpu[key] for key in cpu if gpu[key] != cpu[key]} == GPU_CHANGES
+
+
+def test_project_commands_pass_valid_settings() -> None:
+    """The kfold, kfold-weights and init-model script lines give known, well-typed settings,
+    and the project's vars reproduce the file's defaults."""
+    import shlex
+
+    from spacy.cli._util import parse_config_overrides
+    from weasel.util import load_project_config
+
+    project = load_project_config(ROOT)
+    commands = {command["name"]: command for command in project["commands"]}
+    parsed = {}
+    for name in ("kfold", "kfold-weights", "init-model"):
+        args = shlex.split(commands[name]["script"][0])[3:]
+        assert args[:2] == ["--config", "configs/kfold.cfg"], name
+        parsed[name] = kfold.read_settings(
+            load_settings(ROOT / args[1], parse_config_overrides(args[2:]))
+        )
+    for name in ("kfold", "kfold-weights"):
+        assert parsed[name].folds == OLD_KFOLD_DEFAULTS["folds"]
+        assert parsed[name].epochs == OLD_KFOLD_DEFAULTS["epochs"]
+        assert parsed[name].processes == OLD_KFOLD_DEFAULTS["processes"]
+        assert parsed[name].paths["init_model"] == parsed["init-model"].paths["init_model"]
+    assert parsed["kfold"].budgets == OLD_KFOLD_DEFAULTS["budgets"]
+    assert parsed["kfold"].saturation_threshold == OLD_KFOLD_DEFAULTS["saturation_threshold"]
+    assert parsed["kfold-weights"].budgets == [12.0]
+    assert parsed["kfold-weights"].expert_weights == [1.0, 2.0, 5.0]
+    assert parsed["kfold-weights"].paths["runs"] == parsed["kfold"].paths["output"] / "runs"
+    assert parsed["init-model"].init_budgets == [12.0] and parsed["init-model"].init_epochs == 3
+    assert parsed["init-model"].paths["summary"] == parsed["kfold"].paths["output"] / (
+        "summary.json"
+    )
+
+
+def run_cli(module: Any, args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Run a script's CLI in this process as ``python -m`` would: exit code and output."""
+    from nerloop.cli import run_app
+
+    monkeypatch.setattr(sys, "argv", [module.__name__, *args])
+    code = 0
+    try:
+        run_app(module.main)
+    except SystemExit as exit:
+        code = exit.code
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    return code, " ".join(out.split())  # wasabi wraps long messages
+
+
+def cli_args(overrides: dict[str, Any]) -> list[str]:
+    return ["--config", str(KFOLD_CONFIG)] + [
+        part for key, value in overrides.items() for part in (f"--{key}", str(value))
+    ]
+
+
+def test_cli_override_changes_the_plan(tiny: dict[str, Path], monkeypatch, capsys) -> None:
+    import scripts.kfold
+
+    args = [*cli_args(tiny_paths(tiny, tiny["base"] / "plan")), "--dry-run"]
+    code, out = run_cli(scripts.kfold, [*args, "--grid.budgets", "10,20"], monkeypatch, capsys)
+    assert code == 0 and "10 runs: 5 folds of 6, 6, 6, 6, 6 sentences (pool rest)" in out
+    args += ["--grid.budgets", "10,20", "--grid.folds", "2"]
+    code, out = run_cli(scripts.kfold, args, monkeypatch, capsys)
+    assert code == 0 and "4 runs: 2 folds of 15, 15 sentences (pool rest)" in out
+    assert "budgets: 10% = 1, 20% = 2 expert sentences; weights [1.0]" in out
+    assert not (tiny["base"] / "plan").exists()  # a dry run trains and writes nothing
+
+
+def test_unknown_setting_fails_naming_it(tiny: dict[str, Path], monkeypatch, capsys) -> None:
+    import scripts.kfold
+
+    args = [*cli_args(tiny_paths(tiny, tiny["base"] / "typo")), "--grid.foldz", "2"]
+    code, out = run_cli(scripts.kfold, args, monkeypatch, capsys)
+    assert code == 1
+    assert (
+        f"{KFOLD_CONFIG}: [grid] has unknown settings foldz; known: budgets, eval_every, "
+        "expert_weights, folds, saturation_threshold, seed, select"
+    ) in out
+    with pytest.raises(SettingsError, match=r"\[executor\] has unknown settings adress"):
+        kfold.read_settings(load_settings(KFOLD_CONFIG, {"executor.adress": "x"}))
+    with pytest.raises(SettingsError, match=r"\[grid\] folds must be int, not '2'"):
+        kfold.read_settings(load_settings(KFOLD_CONFIG, {"grid.folds": "2"}))
+    with pytest.raises(SettingsError, match=r"\[grid\] budgets: expected comma-separated"):
+        kfold.read_settings(load_settings(KFOLD_CONFIG, {"grid.budgets": "1,two"}))
+    with pytest.raises(SettingsError, match=r"set exactly one of --paths.init_model"):
+        run_tiny_grid({**tiny_paths(tiny, tiny["base"] / "typo"), "paths.init_model": None})
+    with pytest.raises(SettingsError, match=r"\[paths\] cheap is not set: give --paths.cheap"):
+        run_tiny_grid({})
+    assert not (tiny["base"] / "typo").exists()
+
+
+def test_resolved_config_beside_the_summary_reproduces_the_runs(
+    tiny: dict[str, Path], local_grid: kfold.GridReport
+) -> None:
+    output_dir = tiny["base"] / "local"
+    resolved_path = output_dir / "config.cfg"
+    assert (output_dir / "summary.json").exists() and resolved_path.exists()
+    resolved = load_settings(resolved_path)
+    assert resolved["grid"]["budgets"] == [10.0, 20.0] and resolved["grid"]["folds"] == 2
+    assert resolved["paths"]["output"] == str(output_dir)
+    assert resolved["training"]["epochs"] == 2 and resolved["executor"]["processes"] == 2
+    text = resolved_path.read_text()
+    summary, again = kfold.run_experiment(resolved, source=resolved_path, progress=False)
+    assert summary is not None and again.computed == [] and not again.failed
+    assert sorted(again.skipped) == sorted(local_grid.results)
+    fingerprints = {name: result["fingerprint"] for name, result in local_grid.results.items()}
+    assert {name: r["fingerprint"] for name, r in again.results.items()} == fingerprints
+    assert resolved_path.read_text() == text
+
+
+def test_spacy_training_overrides_are_part_of_the_fingerprint(tiny: dict[str, Path]) -> None:
+    specs, _ = kfold.plan_grid(range(10), range(40), budgets=[10], k=2, seed=0)
+    plain = tiny_settings(tiny)
+    accumulated = tiny_settings(tiny, training={"accumulate_gradient": 2})
+    assert "training" not in plain.fingerprint_data()  # older runs keep their fingerprints
+    assert kfold.run_fingerprint(specs[0], plain) != kfold.run_fingerprint(specs[0], accumulated)
+    settings = kfold.read_settings(
+        load_settings(KFOLD_CONFIG, {"training.overrides.accumulate_gradient": 2})
+    )
+    assert settings.spacy_training == {"accumulate_gradient": 2}
+    # [training.overrides.optimizer] in a settings file: dotted keys, as finetune takes them
+    assert dotted({"optimizer": {"L2": 0.01}, "patience": 3}) == {
+        "optimizer.L2": 0.01,
+        "patience": 3,
+    }
+
+
+def test_init_model_cli_reads_the_kfold_settings(
+    tiny: dict[str, Path], local_grid: kfold.GridReport, monkeypatch, capsys
+) -> None:
+    import scripts.init_model
+
+    base = tiny["base"] / "init_cli"
+    overrides = {
+        **tiny_paths(tiny, base),
+        "paths.test": str(tiny["dev"]),
+        "paths.summary": str(tiny["base"] / "local" / "summary.json"),
+        "init.budgets": 20,
+        "init.training_dir": str(base / "training"),
+        "init.corpus_dir": str(base / "corpus"),
+        "init.metrics_dir": str(base / "metrics"),
+        "training.epochs": 1,
+    }
+    code, out = run_cli(scripts.init_model, cli_args(overrides), monkeypatch, capsys)
+    assert code == 0, out
+    summary = json.loads((tiny["base"] / "local" / "summary.json").read_text())
+    recommended = f"init_{kfold.format_number(summary['recommended_budget_pct'])}"
+    index = json.loads((base / "metrics" / "init_models.json").read_text())
+    assert index["recommended"] == recommended and index["study"] is None
+    assert sorted(index["models"]) == sorted({recommended, "init_20"})
+    assert index["models"]["init_20"]["n_expert"] == 2 and "init_20: dev F1" in out
+    # [init] epochs follows [training] epochs; the resolved settings lie beside the model
+    history = json.loads((base / "training" / "init_20" / "history.json").read_text())
+    assert [entry["epoch"] for entry in history["history"]] == [1]
+    resolved = load_settings(base / "training" / "init_20" / "config.cfg")
+    assert resolved["init"]["epochs"] == 1 and resolved["init"]["budgets"] == [20.0]

@@ -16,17 +16,20 @@ scored again for nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from confection import Config
 from spacy.vocab import Vocab
 from wasabi import msg
 
-from nerloop.budget.grid import DEFAULT_EPOCHS, format_number
+from nerloop.budget.experiment import read_settings, resolved_config
+from nerloop.budget.plan import STUDY_BUDGET_PCT, format_number
 from nerloop.corpus import meta
+from nerloop.errors import SettingsError
 from nerloop.eval.evaluate import evaluate_model
+from nerloop.fingerprint import fingerprint
 from nerloop.io_utils import atomic_write_json, input_hashes, read_docbin, write_docbin
 from nerloop.mixing import (
     budget_from_percent,
@@ -35,13 +38,12 @@ from nerloop.mixing import (
     mix_corpus,
     resolve_pool_setting,
 )
-from nerloop.training import (
-    finetune,
-    load_or_init_pipeline,
-)
+from nerloop.settings import write_resolved
+from nerloop.training import finetune, load_or_init_pipeline
 
 
 def model_name(budget_pct: float) -> str:
+    """``init_12`` for 12%: the name of the model's folders and files."""
     return f"init_{format_number(budget_pct)}"
 
 
@@ -50,7 +52,7 @@ def recommended_budget(summary_path: Path) -> float:
     summary = json.loads(summary_path.read_text(encoding="utf8"))
     value = summary.get("recommended_budget_pct")
     if value is None:
-        raise ValueError(f"{summary_path} has no recommended_budget_pct: rerun scripts.kfold")
+        raise SettingsError(f"{summary_path} has no recommended_budget_pct: rerun scripts.kfold")
     return float(value)
 
 
@@ -66,7 +68,7 @@ def train_init_model(
     training_dir: Path = Path("training"),
     corpus_dir: Path = Path("corpus/mixed"),
     metrics_dir: Path = Path("metrics"),
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int = 3,
     seed: int = 0,
     pool: str = "auto",
     cheap_weight: float = 1.0,
@@ -75,9 +77,14 @@ def train_init_model(
     dropout: float | None = None,
     batch_words: int | None = None,
     gpu_id: int = -1,
+    training: dict[str, Any] | None = None,
+    resolved: Config | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Draw, mix, train (selecting the epoch on dev), save and evaluate one init model.
+
+    The keyword defaults are those of ``configs/kfold.cfg``; ``training`` holds spaCy
+    [training] overrides and ``resolved`` the settings written beside the model (``config.cfg``).
 
     RETURNS (dict): The metrics written to ``<metrics_dir>/init_<pct>.json`` (the format of
         ``scripts/evaluate.py`` plus ``study_name``, ``train_data``, ``expert_budget`` and
@@ -116,12 +123,12 @@ def train_init_model(
             }
         ),
     }
-    fingerprint = hashlib.sha256(
-        json.dumps({**settings, "expert_ids": expert_ids}, sort_keys=True).encode()
-    ).hexdigest()
+    if training:  # only when set, so models trained before keep their fingerprints
+        settings["training"] = dict(training)
+    expected = fingerprint({**settings, "expert_ids": expert_ids})
     if metrics_path.exists():
         previous = json.loads(metrics_path.read_text(encoding="utf8"))
-        if previous.get("fingerprint") == fingerprint:
+        if previous.get("fingerprint") == expected:
             msg.info(f"{metrics_path} is up to date: skipped (test is scored only once)")
             return previous
     mixed = mix_corpus(
@@ -162,6 +169,7 @@ def train_init_model(
         keep_best=True,
         progress=progress,
         description=name,
+        training=dict(training or {}),
     )
     result.settings.update(
         {
@@ -173,6 +181,8 @@ def train_init_model(
     )
     output_dir = training_dir / name
     result.save(output_dir)
+    if resolved is not None:
+        write_resolved(resolved, output_dir)
     metrics = evaluate_model(output_dir / "model-best", name, {"dev": dev_path, "test": test_path})
     cheap_name = Path(cheap_path).stem
     metrics.update(
@@ -189,12 +199,69 @@ def train_init_model(
                 "corpus": str(corpus_path),
                 "best_epoch": result.best_epoch,
             },
-            "fingerprint": fingerprint,
+            "fingerprint": expected,
         }
     )
     atomic_write_json(metrics_path, metrics)
     return metrics
 
 
+def train_init_models(
+    config: Config, *, source: Path | str = "", progress: bool = True
+) -> dict[str, Any]:
+    """Train and evaluate the init model at every budget of ``[init] budgets`` and at the
+    recommended budget of ``[paths] summary`` (a k-fold summary.json), and write the index
+    ``<[init] metrics_dir>/init_models.json``.
 
-
+    config (Config): The settings (``configs/kfold.cfg`` with overrides, see ``load_settings``).
+    source (Path | str): The settings file, for the error messages.
+    progress (bool): Show the training progress bars.
+    RETURNS (dict): The index: ``models`` by name (budget, expert sentences, model and metrics
+        paths, dev and test F1), ``recommended`` and ``study`` (model names or None).
+    """
+    settings = read_settings(config, source)
+    inputs = [settings.path(name) for name in ("cheap", "gold", "dev", "test")]
+    init_model, train_config = settings.model_source()
+    summary_path = settings.optional_path("summary")
+    recommended = recommended_budget(summary_path) if summary_path else None
+    chosen: list[float] = []
+    for pct in ([recommended] if recommended is not None else []) + settings.init_budgets:
+        if pct not in chosen:
+            chosen.append(pct)
+    resolved = resolved_config(config, settings)
+    index: dict[str, Any] = {"models": {}}
+    for pct in chosen:
+        metrics = train_init_model(
+            *inputs,
+            pct,
+            init_model=init_model,
+            config_path=train_config,
+            training_dir=settings.training_dir,
+            corpus_dir=settings.corpus_dir,
+            metrics_dir=settings.metrics_dir,
+            epochs=settings.init_epochs,
+            seed=settings.init_seed,
+            pool=settings.pool,
+            cheap_weight=settings.cheap_weight,
+            expert_weight=settings.expert_weight,
+            learn_rate=settings.learn_rate,
+            dropout=settings.dropout,
+            batch_words=settings.batch_words,
+            gpu_id=settings.gpu_id,
+            training=settings.spacy_training,
+            resolved=resolved,
+            progress=progress,
+        )
+        name = model_name(pct)
+        index["models"][name] = {
+            "budget_pct": pct,
+            "n_expert": metrics["expert_budget"]["n_expert"],
+            "model": str(settings.training_dir / name / "model-best"),
+            "metrics": str(settings.metrics_dir / f"{name}.json"),
+            "dev_f1": metrics["dev"]["f1"],
+            "test_f1": metrics["test"]["f1"],
+        }
+    index["recommended"] = model_name(recommended) if recommended is not None else None
+    index["study"] = model_name(STUDY_BUDGET_PCT) if STUDY_BUDGET_PCT in chosen else None
+    atomic_write_json(settings.metrics_dir / "init_models.json", index)
+    return index

@@ -16,6 +16,8 @@ from typing import Any
 
 from spacy.util import load_config
 
+from nerloop.errors import SettingsError
+
 
 def step_overrides(
     config_path: Path, steps: int, warmup: int, eval_frequency: int | None = None
@@ -27,9 +29,9 @@ def step_overrides(
         that has them; ``training.eval_frequency`` when given.
     """
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, not {steps}")
+        raise SettingsError(f"steps must be at least 1, not {steps}")
     if not 0 <= warmup < steps:
-        raise ValueError(f"warmup must be in [0, steps), not {warmup} (steps {steps})")
+        raise SettingsError(f"warmup must be in [0, steps), not {warmup} (steps {steps})")
     config = load_config(config_path, interpolate=False)
     overrides: dict[str, Any] = {"training.max_epochs": 0, "training.max_steps": steps}
     rate = config["training"]["optimizer"].get("learn_rate")
@@ -43,6 +45,31 @@ def step_overrides(
     return overrides
 
 
+def train_steps(
+    config_path: Path,
+    output: Path,
+    steps: int,
+    warmup: int = 0,
+    eval_frequency: int | None = None,
+    code: Path | None = None,
+    gpu_id: int = -1,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Run ``spacy train`` on ``config_path`` for exactly ``steps`` optimizer steps.
 
+    config_path (Path): the training config.
+    output (Path): the output folder (model-best, model-last).
+    steps (int): optimizer steps; warmup (int): warmup steps, for schedules that have them.
+    eval_frequency (int | None): steps between dev scores (default: the config's).
+    code (Path | None): a Python file with registrations, imported first (``--code``).
+    gpu_id (int): GPU id, -1 for CPU.
+    overrides (dict | None): further ``section.key`` overrides, applied last.
+    """
+    from spacy.cli.train import train
+    from spacy.util import import_file
 
-
+    if code is not None:
+        import_file("code", code)
+    settings = step_overrides(config_path, steps, warmup, eval_frequency)
+    settings.update(overrides or {})
+    train(config_path, output, use_gpu=gpu_id, overrides=settings)

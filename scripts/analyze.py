@@ -1,5 +1,4 @@
-"""Data analysis, the study's first stage: tag distributions per split and LLM label quality.
-"""
+"""Data analysis, the study's first stage: tag distributions per split and LLM label quality."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
+from nerloop.cli import run_app
 from nerloop.eval.analyze import SPLITS, analyze, quality_table
 
 
@@ -25,5 +25,8 @@ def main(
         print(quality_table(result["quality"]))
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

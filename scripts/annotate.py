@@ -1,31 +1,27 @@
 """Label a DocBin of sentences with an LLM (a spacy-llm config) or a recorded LLM set.
 
-    python -m scripts.annotate corpus/train.spacy corpus/llm/token_ner_openai.spacy         --source configs/llm_token_ner_openai.cfg
+    python -m scripts.annotate corpus/train.spacy corpus/llm/token_ner_openai.spacy \
+        --source configs/llm_token_ner_openai.cfg
     python -m scripts.annotate corpus/train.spacy corpus/llm/chatgpt.spacy --source recorded:chatgpt
 
-Extra ``--section.key value`` arguments override the config, as in ``spacy train``.
-Writes the annotated sentences (failures left out), a JSONL of failures with their reasons,
-and a JSON summary with counts, requests, tokens, time and cost; all atomically.
+Extra ``--section.key value`` arguments override the config, as in ``spacy train``. Writes the
+annotated sentences, a JSONL of failures and a JSON summary (``nerloop.llm.run.annotate_file``).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
-from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from nerloop.io_utils import atomic_write_json, atomic_write_jsonl, read_docbin, write_docbin
-from nerloop.llm.annotator import RECORDED_PREFIX, annotate_docs, is_recorded
-from nerloop.llm.cost import load_prices
-from nerloop.llm.run import setup_log_file, sibling
+from nerloop.cli import OVERRIDES_CONTEXT, config_overrides, run_app
+from nerloop.llm.run import annotate_file, run_details
 
 app = typer.Typer(add_completion=False)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=OVERRIDES_CONTEXT)
 def main(
     ctx: typer.Context,
     input_path: Path = typer.Argument(..., help="DocBin of sentences to label", exists=True),
@@ -54,62 +50,32 @@ def main(
 ) -> None:
     """Label sentences with an LLM or a recorded LLM set; every sentence ends annotated or
     in the failures file."""
-    overrides = parse_config_overrides(ctx.args)
-    if overrides and is_recorded(source):
-        msg.fail(f"config overrides make no sense with {RECORDED_PREFIX}<set>", exits=1)
-    if not is_recorded(source) and not Path(source).exists():
-        msg.fail(f"--source {source}: no such config (or write {RECORDED_PREFIX}<set>)", exits=1)
-    handler = setup_log_file(log_file)
-    try:
-        docs = read_docbin(input_path)
-        if limit is not None:
-            docs = docs[:limit]
-        prices = load_prices(prices_path) if prices_path.exists() else None
-        run = annotate_docs(
-            docs,
-            source,
-            recorded_dir=recorded_dir,
-            cache_dir=cache_dir,
-            concurrency=concurrency,
-            annotator=annotator,
-            overrides=overrides,
-            progress=progress,
-            prices=prices,
-        )
-        failures_path = failures_path or sibling(output_path, ".failures.jsonl")
-        summary_path = summary_path or sibling(output_path, ".summary.json")
-        run.summary["input"] = str(input_path)
-        run.summary["output"] = str(output_path)
-        write_docbin(output_path, run.docs)
-        atomic_write_jsonl(failures_path, run.failures)
-        atomic_write_json(summary_path, run.summary)
-    finally:
-        if handler is not None:
-            logging.getLogger("nerloop").removeHandler(handler)
-            handler.close()
-    summary = run.summary
+    summary = annotate_file(
+        input_path,
+        output_path,
+        source,
+        failures_path=failures_path,
+        summary_path=summary_path,
+        cache_dir=cache_dir,
+        recorded_dir=recorded_dir,
+        prices_path=prices_path,
+        concurrency=concurrency,
+        annotator=annotator,
+        limit=limit,
+        overrides=config_overrides(ctx),
+        log_file=log_file,
+        progress=progress,
+    )
     msg.good(
         f"{summary['annotated']:,} of {summary['sentences']:,} sentences annotated by "
         f"{summary['annotator']} -> {output_path}"
     )
     if summary["failed"]:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in summary["failure_reasons"].items())
-        msg.warn(f"{summary['failed']:,} failed ({reasons}) -> {failures_path}")
-    requests = summary.get("requests")
-    if requests:
-        msg.text(
-            f"{requests['answered_now']:,} answers requested, "
-            f"{requests['answered_from_cache']:,} from the cache, "
-            f"{requests['http'].get('requests', requests['model_calls']):,} HTTP requests, "
-            f"{summary['wall_seconds']:.1f} s"
-        )
-    cost = summary.get("cost")
-    if cost and cost.get("llm_usd_per_1000_sentences") is not None:
-        msg.text(
-            f"LLM ${cost['llm_usd_per_1000_sentences']:.4f} vs expert "
-            f"${cost['expert_usd_per_1000_sentences']:.2f} per 1,000 sentences"
-        )
+        msg.warn(f"{summary['failed']:,} failed ({reasons}) -> {summary['failures_path']}")
+    for line in run_details(summary):
+        msg.text(line)
 
 
 if __name__ == "__main__":
-    app()
+    run_app(app)

@@ -1,11 +1,12 @@
 """Pick the cheap annotator: entity P/R/F1 of several LLM sources on a gold sample, beside cost.
 
-    python -m scripts.annotate_eval corpus/train.spacy         --source configs/llm_token_ner_openai.cfg --source configs/llm_spacy_ner_openai.cfg         --source recorded:chatgpt --source recorded:llama405b         --n-sentences 200 --seed 0 --output metrics/annotate_eval.json
+    python -m scripts.annotate_eval corpus/train.spacy \
+        --source configs/llm_token_ner_openai.cfg --source configs/llm_spacy_ner_openai.cfg \
+        --source recorded:chatgpt --source recorded:llama405b \
+        --n-sentences 200 --seed 0 --output metrics/annotate_eval.json
 
-Every source labels the same seeded sample of gold sentences (sentences used as few-shot
-examples by any source are never sampled). Scores are seqeval entity scores on the sentences
-a source annotated (``coverage`` says how many), and on the whole sample with failures counted
-as sentences without entities.
+Every source labels the same seeded gold sample; the scores are described in
+``nerloop.llm.evaluation``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
+from nerloop.cli import run_app
 from nerloop.io_utils import atomic_write_json, atomic_write_text, read_docbin
 from nerloop.llm.cost import load_prices
 from nerloop.llm.evaluation import evaluate_sources, markdown_table
@@ -67,4 +69,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    run_app(app)

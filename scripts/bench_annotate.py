@@ -1,7 +1,8 @@
 """Benchmark: sentences per second of ``annotate`` at several concurrencies, against a loopback
 OpenAI-compatible server that takes a fixed time per request.
 
-    python -m scripts.bench_annotate --latency 0.2 --concurrency 1 --concurrency 4         --concurrency 16 --rounds 16 --output metrics/bench_annotate.json
+    python -m scripts.bench_annotate --latency 0.2 --concurrency 1 --concurrency 4 \
+        --concurrency 16 --rounds 16 --output metrics/bench_annotate.json
 
 Each level labels ``rounds x concurrency`` distinct synthetic sentences with the shipped
 ``configs/llm_token_ner_openai.cfg`` (pointed at the loopback server, with a fresh answer
@@ -18,6 +19,7 @@ import typer
 from wasabi import msg
 
 from nerloop.bench.annotate import bench
+from nerloop.cli import run_app
 from nerloop.io_utils import atomic_write_json
 
 
@@ -45,5 +47,8 @@ def main(
         msg.warn(f"Target missed (efficiency < {target}); wrote {output}")
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

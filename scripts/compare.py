@@ -12,10 +12,9 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from nerloop.eval.compare import compare_predictions, comparison_table
-from nerloop.eval.metrics import doc_to_iob2
-from nerloop.eval.pipeline import load_pipeline, predict_with_probs
-from nerloop.io_utils import atomic_write_json, atomic_write_text, read_docbin
+from nerloop.cli import run_app
+from nerloop.eval.compare import compare_models, comparison_table
+from nerloop.io_utils import atomic_write_json, atomic_write_text
 
 
 def main(
@@ -31,16 +30,7 @@ def main(
     seed: int = typer.Option(0, help="Bootstrap seed"),
 ) -> None:
     """Per-type F1 of two models on one gold set, the difference and its paired bootstrap CI."""
-    predictions = []
-    gold_tags = None
-    for path in (model_a, model_b):
-        nlp = load_pipeline(path)
-        gold_docs = read_docbin(gold_path, nlp.vocab)
-        gold_tags = [doc_to_iob2(doc) for doc in gold_docs]
-        predicted, _ = predict_with_probs(nlp, gold_docs)
-        predictions.append([doc_to_iob2(doc) for doc in predicted])
-    result = compare_predictions(gold_tags, predictions[0], predictions[1], n_resamples, seed)
-    result.update({"model_a": str(model_a), "model_b": str(model_b), "gold": str(gold_path)})
+    result = compare_models(model_a, model_b, gold_path, n_resamples, seed)
     result.update({"name_a": name_a, "name_b": name_b})
     atomic_write_json(output, result)
     table = comparison_table(result, name_a, name_b)
@@ -49,5 +39,8 @@ def main(
     msg.good(f"Wrote {output}")
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

@@ -1,5 +1,4 @@
-"""Evaluate a trained tagger on dev and test and write ``metrics/<model>.json``.
-"""
+"""Evaluate a trained tagger on dev and test and write ``metrics/<model>.json``."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
+from nerloop.cli import run_app
 from nerloop.eval.evaluate import evaluate_model
 from nerloop.io_utils import atomic_write_json
 
@@ -33,5 +33,8 @@ def main(
         )
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

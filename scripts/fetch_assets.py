@@ -15,7 +15,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from nerloop.corpus.assets import DATA_DIR_ENV, AssetError, fetch_assets
+from nerloop.cli import run_app
+from nerloop.corpus.assets import DATA_DIR_ENV, fetch_assets
 
 
 def main(
@@ -31,11 +32,11 @@ def main(
         msg.info(f"Copying assets from {DATA_DIR_ENV}={data_dir}")
     else:
         msg.info(f"{DATA_DIR_ENV} is not set: downloading assets from their public origin")
-    try:
-        fetch_assets(project_dir, data_dir, timeout)
-    except AssetError as err:
-        msg.fail("Assets are incomplete", str(err), exits=1)
+    fetch_assets(project_dir, data_dir, timeout)
 
+
+app = typer.Typer(add_completion=False)
+app.command()(main)
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

@@ -1,15 +1,7 @@
-"""Train a ``bio_ner`` pipeline programmatically on in-memory Docs, evaluating on dev each epoch.
+"""Fine-tune a ``bio_ner`` pipeline (or train one from a config) on a DocBin, scoring dev
+every epoch; writes model-best, model-last and history.json (``nerloop.training``).
 
-Shared by the expert-budget experiment (``scripts/kfold.py``, ``scripts/init_model.py``) and the
-active-learning loop. A pipeline comes either fresh from a training config (``init_nlp``, as
-``spacy train`` does) or warm-started from a trained pipeline folder (e.g. the LLM-only model);
-``finetune`` then trains it for a fixed number of epochs with the optimizer and batcher of the
-pipeline's ``[training]`` block (learning rate, dropout and batch size can be overridden), scores it
-on dev with ``scripts.tagger_eval.evaluate_pipeline`` (entity F1, seqeval accuracy, validation
-loss) after each epoch, and keeps the history and the best and last weights.
-
-Runs are deterministic for a seed on CPU (``spacy.util.fix_random_seed`` fixes random, numpy and
-torch; the shuffling has its own seeded generator).
+    python -m scripts.finetune mixed.spacy corpus/dev.spacy out --config configs/tagger_cnn.cfg
 """
 
 from __future__ import annotations
@@ -19,14 +11,10 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
+from nerloop.cli import run_app
 from nerloop.io_utils import read_docbin
-from nerloop.training import (
-    BatchWordsOption,
-    DropoutOption,
-    GpuIdOption,
-    LearnRateOption,
-    train_on_docs,
-)
+from nerloop.training import train_on_docs
+from scripts.options import BatchWordsOption, DropoutOption, GpuIdOption, LearnRateOption
 
 
 def main(
@@ -71,5 +59,8 @@ def main(
     )
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

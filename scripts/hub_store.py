@@ -1,18 +1,12 @@
-"""Active-learning checkpoints, kept locally and, when configured, on the Hugging Face Hub.
+"""Push an active-learning checkpoint to its own branch of a Hugging Face Hub repo, or pull
+one (from the Hub or a local checkpoint store) into a pipeline folder.
 
-A *checkpoint* is a spaCy pipeline folder named by a branch name such as
-``active_iter_1_added_10``. The local store is a folder of checkpoints, one sub-folder per branch.
-With a Hub repo configured (:class:`HubSettings`) and a token in the environment (``HF_TOKEN`` by
-default; the variable's name is configurable), every checkpoint saved is also pushed to its own
-branch of that repo (``create_repo(exist_ok=True)``, ``create_branch(exist_ok=True)``,
-``upload_folder(revision=branch)``), and recorded in the store's ``hub_manifest.json``.
+    python -m scripts.hub_store push training/al/active_iter_1_added_10 active_iter_1_added_10 \
+        --repo me/nerloop-al
+    python -m scripts.hub_store pull me/nerloop-al active_iter_1_added_10 model/
 
-:func:`load_checkpoint` takes a repo and a branch and returns the pipeline, whether the repo is
-a local store folder or a Hub repo id (``snapshot_download(repo_id, revision=branch)``).
-
-The endpoint is ``HF_ENDPOINT`` or an argument (tests point it at a fake Hub on loopback). The
-token is read from the environment only, sent in the Authorization header and never written:
-not in the manifest, the logs, the error messages (masked) or the download cache.
+The token is read from the environment only (``HF_TOKEN`` by default) and never written; the
+endpoint is ``--endpoint``, else ``HF_ENDPOINT`` (see ``nerloop.hub``).
 """
 
 from __future__ import annotations
@@ -22,18 +16,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from nerloop.eval.pipeline import load_pipeline
-from nerloop.hub import (
-    DEFAULT_TOKEN_ENV,
-    CheckpointNotFoundError,
-    HubCheckpointStore,
-    HubStoreError,
-    download_checkpoint,
-    is_local_store,
-    materialize,
-    push_checkpoint,
-    read_token,
-)
+from nerloop.cli import run_app
+from nerloop.hub import DEFAULT_TOKEN_ENV, pull_checkpoint, push_checkpoint, read_token
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 
@@ -48,13 +32,10 @@ def push(
     public: bool = typer.Option(False, "--public", help="Create the repo public, not private"),
 ) -> None:
     """Push a checkpoint to its own branch of a Hub repo."""
-    try:
-        token = read_token(token_env, required=True)
-        record = push_checkpoint(
-            checkpoint, repo, branch, token, endpoint, private=not public, token_env=token_env
-        )
-    except (HubStoreError, ValueError) as err:
-        msg.fail(str(err), exits=1)
+    token = read_token(token_env, required=True)
+    record = push_checkpoint(
+        checkpoint, repo, branch, token, endpoint, private=not public, token_env=token_env
+    )
     msg.good(f"Pushed {checkpoint} to {repo}@{branch} (commit {record['commit']})")
 
 
@@ -68,20 +49,9 @@ def pull(
     cache_dir: Path | None = typer.Option(None, help="Download cache (default: HF_HOME/hub)"),
 ) -> None:
     """Fetch a checkpoint from a Hub repo branch (or a local store) into a pipeline folder."""
-    try:
-        if is_local_store(repo):
-            source = HubCheckpointStore(Path(repo)).path(branch)
-            if not (source / "config.cfg").exists():
-                raise CheckpointNotFoundError(HubCheckpointStore(Path(repo))._missing(branch))
-        else:
-            token = read_token(token_env, required=False)
-            source = download_checkpoint(repo, branch, token, endpoint, cache_dir, token_env)
-        materialize(source, output)
-        load_pipeline(output)
-    except (HubStoreError, ValueError) as err:
-        msg.fail(str(err), exits=1)
+    pull_checkpoint(repo, branch, output, token_env, endpoint, cache_dir)
     msg.good(f"Fetched {repo}@{branch} to {output}")
 
 
 if __name__ == "__main__":
-    app()
+    run_app(app)

@@ -1,16 +1,10 @@
-"""Mix expert (gold) labels into a cheap LLM-labelled corpus.
+"""Mix expert (gold) labels into a cheap LLM-labelled corpus: one training DocBin.
 
-One training DocBin comes out: the chosen expert sentences carry their gold labels, every other
-sentence of the cheap set its cheap labels, and no sentence occurs twice. Each Doc records where its
-labels came from (``source``: ``cheap`` or ``expert``) and its loss ``weight``.
+    python -m scripts.mix corpus/cheap/llama405b.spacy corpus/train.spacy mixed.spacy \
+        --summary mixed.json --budget-pct 12
 
-Two settings of the study are covered by the expert *pool* (the sentences experts may label):
-
-- ``rest``: the pool is the gold train set minus the cheap set, and expert sentences are added to
-  the cheap set (the Llama-3.1-405B set: 2,037 cheap sentences, a pool of 12,004).
-- ``cheap``: the pool is the cheap set itself, and experts relabel a subset of it, whose cheap
-  version is replaced (the ChatGPT set, which covers all of train).
-- ``auto`` picks ``cheap`` when the cheap set covers every gold train sentence, else ``rest``.
+Expert sentences carry their gold labels, every other cheap sentence its cheap labels; the
+expert pool settings (``rest``, ``cheap``, ``auto``) are explained in ``nerloop.mixing``.
 """
 
 from __future__ import annotations
@@ -20,14 +14,9 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from nerloop.mixing import (
-    CheapWeightOption,
-    ExpertPoolError,
-    ExpertWeightOption,
-    PoolOption,
-    mix_files,
-    read_expert_ids,
-)
+from nerloop.cli import run_app
+from nerloop.mixing import mix_files, read_expert_ids
+from scripts.options import CheapWeightOption, ExpertWeightOption, PoolOption
 
 
 def main(
@@ -55,22 +44,19 @@ def main(
 ) -> None:
     """Write a training DocBin with gold labels for the expert sentences and cheap labels for the
     rest (never both for one sentence), each Doc with its source and weight."""
-    try:
-        summary = mix_files(
-            cheap_path,
-            gold_path,
-            output_path,
-            summary_path,
-            expert_ids=read_expert_ids(expert_ids_path) if expert_ids_path else None,
-            budget=budget,
-            budget_pct=budget_pct,
-            seed=seed,
-            pool=pool,
-            cheap_weight=cheap_weight,
-            expert_weight=expert_weight,
-        )
-    except ExpertPoolError as err:
-        msg.fail(str(err), exits=1)
+    summary = mix_files(
+        cheap_path,
+        gold_path,
+        output_path,
+        summary_path,
+        expert_ids=read_expert_ids(expert_ids_path) if expert_ids_path else None,
+        budget=budget,
+        budget_pct=budget_pct,
+        seed=seed,
+        pool=pool,
+        cheap_weight=cheap_weight,
+        expert_weight=expert_weight,
+    )
     counts = summary["counts"]
     msg.good(
         f"Wrote {output_path}: {summary['n_docs']} sentences, {counts['cheap']} cheap, "
@@ -79,5 +65,8 @@ def main(
     )
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

@@ -1,5 +1,4 @@
-"""A Markdown table comparing trained models from their ``metrics/<model>.json`` files.
-"""
+"""A Markdown table comparing trained models from their ``metrics/<model>.json`` files."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from nerloop.cli import run_app
 from nerloop.io_utils import atomic_write_text
 from nerloop.report.model_table import model_table
 
@@ -23,5 +23,8 @@ def main(
     print(table)
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

@@ -11,9 +11,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from nerloop.corpus.conll import (
-    ConllFormatError,
-)
+from nerloop.cli import run_app
 from nerloop.corpus.preprocess import preprocess
 from nerloop.corpus.recorded_sets import RECORDED_SETS
 
@@ -28,10 +26,7 @@ def main(
     """Convert CoNLL-2003 to corpus/{train,dev,test}.spacy and each recorded LLM set to
     corpus/cheap/<name>.spacy, with a report of counts and repairs."""
     names = [name.strip() for name in recorded.split(",") if name.strip()]
-    try:
-        report = preprocess(assets_dir, output_dir, names)
-    except (ConllFormatError, FileNotFoundError, ValueError) as err:
-        msg.fail("Preprocessing stopped; nothing was written", str(err), exits=1)
+    report = preprocess(assets_dir, output_dir, names)
     for split, stats in report["splits"].items():
         msg.good(f"{split}: {stats['sentences']:,} sentences, {stats['entities']:,} entities")
     for name, stats in report["cheap"].items():
@@ -42,5 +37,8 @@ def main(
         )
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
+from nerloop.cli import run_app
 from nerloop.report.report import ReportInputs, build_report
 
 
@@ -44,5 +45,8 @@ def main(
     msg.good(f"Wrote {output} ({len(report.plots)} plots)")
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

@@ -11,7 +11,8 @@ import typer
 from wasabi import msg
 
 from nerloop.al.score_file import score_file
-from nerloop.al.strategies import STRATEGIES, UnknownStrategyError
+from nerloop.al.strategies import STRATEGIES
+from nerloop.cli import run_app
 
 
 def main(
@@ -31,22 +32,19 @@ def main(
 ) -> None:
     """Write a score per pool sentence (sent_id, rank, score, tokens, predicted tags, the most
     uncertain tokens with their entropies), most uncertain first, and report the throughput."""
-    try:
-        scored = score_file(
-            model_path,
-            pool_path,
-            output,
-            strategy_name=strategy,
-            stats_path=stats,
-            seed=seed,
-            mc_samples=mc_samples,
-            mc_dropout=mc_dropout,
-            batch_size=batch_size,
-            top_tokens=top_tokens,
-            limit=limit,
-        )
-    except UnknownStrategyError as err:
-        msg.fail(str(err), exits=1)
+    scored = score_file(
+        model_path,
+        pool_path,
+        output,
+        strategy_name=strategy,
+        stats_path=stats,
+        seed=seed,
+        mc_samples=mc_samples,
+        mc_dropout=mc_dropout,
+        batch_size=batch_size,
+        top_tokens=top_tokens,
+        limit=limit,
+    )
     info = scored.stats()
     msg.good(
         f"Wrote {output}: {info['n_sentences']} sentences scored with {scored.strategy} in "
@@ -54,5 +52,8 @@ def main(
     )
 
 
+app = typer.Typer(add_completion=False)
+app.command()(main)
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_app(app)

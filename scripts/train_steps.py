@@ -1,12 +1,10 @@
 """``spacy train`` for a fixed number of steps, whatever the corpus size and the config.
 
-The LLM-only model trains for a fixed number of optimizer steps (the Llama set has 2,037
-sentences: about a dozen batches an epoch). When the config's learning rate is a schedule with
-``total_steps`` (and ``warmup_steps``), as in the transformer configs' ``warmup_linear.v1``, the
-schedule is stretched over those steps; a constant rate (the CNN and tiny configs) is left as it
-is. Plain ``spacy train --training.optimizer.learn_rate.total_steps N`` fails on such configs
-("not a section value that can be overridden"). Any other ``--section.key value`` override is
-passed on to ``spacy train``.
+    python -m scripts.train_steps configs/tagger_trf_cpu.cfg --code components/bio_ner.py \
+        --output training/x --steps 240 --warmup 24 --paths.train corpus/train.spacy
+
+A learning-rate schedule with ``total_steps`` is stretched over the steps (see
+``nerloop.train_steps``); any other ``--section.key value`` is passed on to ``spacy train``.
 """
 
 from __future__ import annotations
@@ -14,11 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from spacy.cli._util import parse_config_overrides
-from spacy.cli.train import train
-from wasabi import msg
 
-from nerloop.train_steps import step_overrides
+from nerloop.cli import OVERRIDES_CONTEXT, config_overrides, run_app
+from nerloop.train_steps import train_steps
 
 
 def main(
@@ -32,23 +28,12 @@ def main(
     gpu_id: int = typer.Option(-1, help="GPU id, -1 for CPU"),
 ) -> None:
     """Train for exactly --steps steps (extra --section.key value arguments are overrides)."""
-    if code is not None:
-        from spacy.util import import_file
-
-        import_file("code", code)
-    try:
-        overrides = step_overrides(config_path, steps, warmup, eval_frequency)
-    except ValueError as err:
-        msg.fail(str(err), exits=1)
-    overrides.update(parse_config_overrides(ctx.args))
-    train(config_path, output, use_gpu=gpu_id, overrides=overrides)
+    overrides = config_overrides(ctx)
+    train_steps(config_path, output, steps, warmup, eval_frequency, code, gpu_id, overrides)
 
 
 app = typer.Typer(add_completion=False)
-
-
-app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(main)
-
+app.command(context_settings=OVERRIDES_CONTEXT)(main)
 
 if __name__ == "__main__":
-    app()
+    run_app(app)

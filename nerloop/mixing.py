@@ -20,10 +20,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy
-import typer
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
@@ -34,14 +33,6 @@ from nerloop.io_utils import atomic_write_json, read_docbin, write_docbin
 POOL_SETTINGS = ("auto", "rest", "cheap")
 CHEAP_SOURCE = "cheap"
 EXPERT_SOURCE = "expert"
-
-# The CLI options of the mixing settings, one spelling for every script that mixes; the default
-# stays in each signature: `pool: PoolOption = "auto"`.
-PoolOption = Annotated[
-    str, typer.Option(help="Expert pool: rest (train minus cheap), cheap (relabel) or auto")
-]
-CheapWeightOption = Annotated[float, typer.Option(help="Loss weight of the cheap sentences")]
-ExpertWeightOption = Annotated[float, typer.Option(help="Loss weight of the expert sentences")]
 
 
 class ExpertPoolError(NerloopError, ValueError):

@@ -63,6 +63,18 @@ def section(config: Config, name: str, known: Iterable[str], path: Path | str = 
     return values
 
 
+def dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as dotted keys: ``{"optimizer": {"learn_rate": 1e-3}}`` becomes
+    ``{"optimizer.learn_rate": 1e-3}`` (how ``finetune(training=...)`` takes overrides)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def write_resolved(config: Config, output_dir: Path | str) -> Path:
     """Write the resolved settings beside a run's results (atomically)."""
     return atomic_write_text(Path(output_dir) / RESOLVED_CONFIG_FILE, config.to_str())

@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from catalogue import RegistryError
 from confection import ConfigValidationError
 from spacy import util
@@ -38,7 +37,7 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train_while_improving
 from tqdm import tqdm
 
-from nerloop.errors import SettingsError
+from nerloop.errors import NerloopError, SettingsError
 from nerloop.eval.pipeline import TAGGER_NAME, evaluate_pipeline, load_pipeline
 from nerloop.io_utils import atomic_path, atomic_write_json, write_docbin
 
@@ -73,14 +72,9 @@ UNUSED_TRAINING_KEYS = {
     "before_to_disk": "finetune does not write the pipeline",
 }
 
-# The CLI options of the training overrides, one spelling for every script that trains; the
-# default stays in each signature: `learn_rate: LearnRateOption = None`.
-LearnRateOption = Annotated[
-    float | None, typer.Option(help="Constant learning rate (default: config)")
-]
-DropoutOption = Annotated[float | None, typer.Option(help="Dropout (default: config)")]
-BatchWordsOption = Annotated[int | None, typer.Option(help="Words per batch (default: config)")]
-GpuIdOption = Annotated[int, typer.Option(help="GPU id, -1 for CPU")]
+
+class TrainingDataError(NerloopError, ValueError):
+    """The Docs or the pipeline given to training cannot be trained on."""
 
 
 @dataclass
@@ -220,7 +214,7 @@ def load_or_init_pipeline(
     """Warm start from ``init_model`` (a trained pipeline folder) or a fresh pipeline from
     ``config_path``: exactly one of them must be given."""
     if (init_model is None) == (config_path is None):
-        raise ValueError("give exactly one of init_model (warm start) and config_path (fresh)")
+        raise SettingsError("give exactly one of init_model (warm start) and config_path (fresh)")
     if gpu_id >= 0:
         util.require_gpu(gpu_id)
     if init_model is not None:
@@ -517,9 +511,14 @@ def finetune(
     if eval_every < 1:
         raise SettingsError(f"eval_every must be at least 1, not {eval_every}")
     if not train_docs:
-        raise ValueError("there are no training Docs")
+        raise TrainingDataError(
+            "there are no training Docs: check the training DocBin is not empty"
+        )
     if TAGGER_NAME not in nlp.pipe_names:
-        raise ValueError(f"the pipeline has no {TAGGER_NAME!r} component: {nlp.pipe_names}")
+        raise TrainingDataError(
+            f"the pipeline has no {TAGGER_NAME!r} component (it has {nlp.pipe_names}): train "
+            "or load a nerloop pipeline (configs/tagger_*.cfg)"
+        )
     overrides = dict(training or {})
     T = training_settings(  # named as in spacy.training.loop.train
         nlp,

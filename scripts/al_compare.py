@@ -16,21 +16,14 @@ import typer
 from nerloop.al.compare import comparison_markdown, run_comparison_from_config
 from nerloop.al.settings import DEFAULT_CONFIG
 from nerloop.cli import OVERRIDES_CONTEXT, config_overrides, fail_on_errors, run_app
+from scripts.options import AlConfigOption, EvaluateTestOption
 
 
 def main(
     ctx: typer.Context,
     output_dir: Path = typer.Argument(..., help="One loop folder per strategy"),
-    config_path: Path = typer.Option(
-        DEFAULT_CONFIG, "--config", exists=True, dir_okay=False, help="Settings (al_gpu.cfg: GPU)"
-    ),
-    evaluate_test: Path | None = typer.Option(
-        None,
-        "--evaluate-test",
-        exists=True,
-        dir_okay=False,
-        help="Score the chosen checkpoint of compare.chosen_strategy on this test DocBin (once)",
-    ),
+    config_path: AlConfigOption = DEFAULT_CONFIG,
+    evaluate_test: EvaluateTestOption = None,
     output: Path | None = typer.Option(None, help="JSON (default OUTPUT_DIR/comparison.json)"),
     table: Path | None = typer.Option(None, help="Markdown (default OUTPUT_DIR/comparison.md)"),
     plot: Path | None = typer.Option(None, help="PNG (default OUTPUT_DIR/comparison.png)"),

@@ -16,6 +16,7 @@ from nerloop.al.checkpoints import HUB_RECORD_FILE
 from nerloop.al.loop import HISTORY_FILE, evaluate_chosen_on_test, run_from_config
 from nerloop.al.settings import DEFAULT_CONFIG
 from nerloop.cli import OVERRIDES_CONTEXT, config_overrides, fail_on_errors, run_app
+from scripts.options import AlConfigOption, EvaluateTestOption
 
 __all__ = ["HUB_RECORD_FILE", "app", "main"]
 
@@ -23,16 +24,8 @@ __all__ = ["HUB_RECORD_FILE", "app", "main"]
 def main(
     ctx: typer.Context,
     output_dir: Path = typer.Argument(..., help="Writes checkpoints/, history.json, config.cfg"),
-    config_path: Path = typer.Option(
-        DEFAULT_CONFIG, "--config", exists=True, dir_okay=False, help="Settings (al_gpu.cfg: GPU)"
-    ),
-    evaluate_test: Path | None = typer.Option(
-        None,
-        "--evaluate-test",
-        exists=True,
-        dir_okay=False,
-        help="Score the chosen checkpoint (highest dev F1) on this test DocBin, once, at the end",
-    ),
+    config_path: AlConfigOption = DEFAULT_CONFIG,
+    evaluate_test: EvaluateTestOption = None,
     restart: bool = typer.Option(False, "--restart", help="Delete earlier checkpoints first"),
 ) -> None:
     """Run (or resume) the active learning loop with the settings of --config, overridden the

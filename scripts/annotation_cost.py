@@ -4,11 +4,7 @@
         --run corpus/llm/token_ner_openai.summary.json \
         --output metrics/annotation_cost.json --table metrics/annotation_cost.md
 
-Recorded sets (``corpus/cheap/*.spacy``) were paid for by others, so their tokens are
-estimated: the study's token-level prompt applied to each sentence, and the JSON reply with
-its recorded tags, priced as the model named for the set in the price table. Live runs
-(``annotate``'s ``*.summary.json``) are priced from the tokens the API reported. The expert
-column prices the same number of sentences with the table's expert cost model.
+How the tokens are counted and priced: ``nerloop.llm.cost_report``.
 """
 
 from __future__ import annotations

@@ -4,11 +4,7 @@ OpenAI-compatible server that takes a fixed time per request.
     python -m scripts.bench_annotate --latency 0.2 --concurrency 1 --concurrency 4 \
         --concurrency 16 --rounds 16 --output metrics/bench_annotate.json
 
-Each level labels ``rounds x concurrency`` distinct synthetic sentences with the shipped
-``configs/llm_token_ner_openai.cfg`` (pointed at the loopback server, with a fresh answer
-cache), so the ideal time is ``rounds x latency`` at every level and the ideal speedup equals
-the concurrency. Efficiency = measured speedup / ideal speedup; the target is at least 0.8 at
-the highest level.
+How it is measured: ``nerloop.bench.annotate``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ shows it and a test calling ``main`` directly gets it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,3 +25,20 @@ PoolOption = Annotated[
 ]
 CheapWeightOption = Annotated[float, typer.Option(help="Loss weight of the cheap sentences")]
 ExpertWeightOption = Annotated[float, typer.Option(help="Loss weight of the expert sentences")]
+
+# the active learning CLIs (al_loop, al_compare): the settings file and the one test evaluation
+AlConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", exists=True, dir_okay=False, help="Settings (configs/al_gpu.cfg: the GPU set)"
+    ),
+]
+EvaluateTestOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--evaluate-test",
+        exists=True,
+        dir_okay=False,
+        help="Score the chosen checkpoint on this test DocBin, once, at the end",
+    ),
+]

@@ -13,7 +13,6 @@ import typer
 from spacy.language import Language
 from typer.testing import CliRunner
 
-from scripts import score as score_cli
 from nerloop.al.scoring import predict_pool, score_pool
 from nerloop.al.selection import EmptyPoolError, jaccard, select_batch
 from nerloop.al.strategies import (
@@ -26,6 +25,7 @@ from nerloop.al.strategies import (
 )
 from nerloop.io_utils import read_docbin
 from nerloop.training import finetune, init_pipeline, save_pipeline
+from scripts import score as score_cli
 from tests.tiny_corpus import gold_docs, write_tiny_corpus
 
 ROOT = Path(__file__).parent.parent

@@ -179,9 +179,7 @@ def test_token_never_written(
         store.add(tiny_model, BRANCH)
         load_checkpoint(REPO, BRANCH, cache_dir=tmp_path / "cache")
         pulled = runner.invoke(hub_cli.app, ["pull", REPO, BRANCH, str(tmp_path / "pulled")])
-        pushed = runner.invoke(
-            hub_cli.app, ["push", str(tiny_model), "cli_branch", "--repo", REPO]
-        )
+        pushed = runner.invoke(hub_cli.app, ["push", str(tiny_model), "cli_branch", "--repo", REPO])
         with pytest.raises(CheckpointNotFoundError) as missing:
             load_checkpoint(REPO, "no_such_branch")
     finally:

@@ -43,7 +43,3 @@ def score_file(
             | scored.stats(),
         )
     return scored
-
-
-
-

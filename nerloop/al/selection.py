@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy
 
-from nerloop.errors import NerloopError
+from nerloop.errors import NerloopError, SettingsError
 
 
 class EmptyPoolError(NerloopError, ValueError):
@@ -59,13 +59,13 @@ def select_batch(
     RETURNS (List[int]): The chosen sentence ids.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        raise SettingsError(f"batch_size must be at least 1, not {batch_size}")
     if not len(sent_ids):
         raise EmptyPoolError("the expert pool is empty: every sentence has been labelled")
     if len(tokens) != len(sent_ids):
         raise ValueError(f"{len(sent_ids)} sentence ids but {len(tokens)} token lists")
     if max_jaccard is not None and not 0.0 <= max_jaccard <= 1.0:
-        raise ValueError(f"max_jaccard must be in [0, 1], not {max_jaccard}")
+        raise SettingsError(f"max_jaccard must be in [0, 1], not {max_jaccard}")
     picked: list[int] = []
     picked_sequences: set[tuple[str, ...]] = set()
     picked_sets: list[frozenset[str]] = []

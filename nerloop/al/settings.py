@@ -44,7 +44,7 @@ from nerloop.mixing import (
     expert_pool,
     read_expert_ids,
 )
-from nerloop.settings import load_settings, section
+from nerloop.settings import dotted, load_settings, section
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "al.cfg"
@@ -325,18 +325,6 @@ def _dataclass_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
 def iteration_settings(config: Config) -> IterationSettings:
     """The settings of one iteration (the human loop's): ``[loop]``, ``[mix]``, ``[training]``."""
     return IterationSettings(**_dataclass_values(IterationSettings, _flat(config)))
-
-
-def dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested sections as dotted keys: ``{"optimizer": {"learn_rate": 1e-3}}`` becomes
-    ``{"optimizer.learn_rate": 1e-3}`` (how ``finetune(training=...)`` takes overrides)."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _flat(config: Config) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from nerloop.errors import NerloopError
+from nerloop.errors import NerloopError, SettingsError
 
 _LOG_FLOOR = 1e-12
 
@@ -154,9 +154,9 @@ class BALD(QueryStrategy):
 
     def __init__(self, mc_samples: int = 10, mc_dropout: float = 0.1) -> None:
         if mc_samples < 2:
-            raise ValueError(f"BALD needs at least 2 Monte Carlo samples, not {mc_samples}")
+            raise SettingsError(f"BALD needs at least 2 Monte Carlo samples, not {mc_samples}")
         if not 0.0 < mc_dropout < 1.0:
-            raise ValueError(f"BALD needs a dropout rate in (0, 1), not {mc_dropout}")
+            raise SettingsError(f"BALD needs a dropout rate in (0, 1), not {mc_dropout}")
         self.mc_samples, self.mc_dropout = mc_samples, mc_dropout
 
     def score(self, pool: PoolPredictions) -> numpy.ndarray:

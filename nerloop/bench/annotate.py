@@ -125,7 +125,3 @@ def bench(
             "platform": platform.platform(),
         },
     }
-
-
-
-

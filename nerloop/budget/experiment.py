@@ -27,7 +27,7 @@ from nerloop.eval.pipeline import read_dev_f1
 from nerloop.executors import EXECUTORS, default_threads
 from nerloop.io_utils import input_hashes, read_docbin
 from nerloop.mixing import POOL_SETTINGS
-from nerloop.settings import section, write_resolved
+from nerloop.settings import dotted, section, write_resolved
 
 PATHS = (
     "cheap",
@@ -183,18 +183,6 @@ def _path(value: Any, name: str, key: str, source: str) -> Path | None:
     if not isinstance(value, str) or not value:
         raise SettingsError(f"{_where(source)}[{name}] {key} must be a path, not {value!r}")
     return Path(value)
-
-
-def dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as dotted keys (``{"optimizer": {"learn_rate": 1e-3}}`` becomes
-    ``{"optimizer.learn_rate": 1e-3}``), as ``finetune(training=...)`` takes them."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def read_settings(config: Config, source: Path | str = "") -> BudgetSettings:

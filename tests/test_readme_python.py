@@ -1,4 +1,4 @@
-"""The README's "From Python" block runs as written, on a tiny project laid out like the real one."""
+"""The README's "From Python" block runs as written, on a tiny project laid out like ours."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def main(
     """Run the active learning loop from one initial model with every strategy of
     compare.strategies and compare the dev F1 curves, the expert sentences needed to reach the
     target and their ratio to random. Overrides the spaCy way: --paths.init_model MODEL
-    --compare.strategies entropy,random --compare.processes 2 --loop.batch_to_add 5 ..."""
+    --compare.strategies entropy,random --executor.processes 2 --loop.batch_to_add 5 ..."""
     overrides = fail_on_errors(config_overrides)(ctx)
     result = fail_on_errors(run_comparison_from_config)(
         config_path,

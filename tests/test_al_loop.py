@@ -449,14 +449,14 @@ def test_compare_runs_with_the_serial_executor_and_writes_each_config(
     init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
     overrides = parse_config_overrides(config_args(corpus_with_ids, tmp_path / "out")[1:])
     overrides |= {"paths.init_config": None, "paths.init_model": str(init_model)}
-    overrides |= {"training.initial_epochs": None, "compare.executor": "serial"}
+    overrides |= {"training.initial_epochs": None, "executor.executor": "serial"}
     overrides |= {"compare.strategies": "random,entropy", "loop.batch_to_add": 2}
     result = al_compare.run_comparison_from_config(
         ROOT / "configs" / "al.cfg", tmp_path / "out", overrides, progress=False
     )
     assert result["strategies"] == ["random", "entropy"]
     assert [p["n_added"] for p in result["curves"]["entropy"]] == [0, 2]
-    assert load_al_config(tmp_path / "out" / "config.cfg")["compare"]["executor"] == "serial"
+    assert load_al_config(tmp_path / "out" / "config.cfg")["executor"]["executor"] == "serial"
     for name in ("random", "entropy"):
         resolved = load_al_config(tmp_path / "out" / name / "config.cfg")
         assert resolved["loop"]["strategy"] == name and resolved["loop"]["batch_to_add"] == 2

@@ -330,7 +330,7 @@ OLD_KFOLD_DEFAULTS = {
     "executor": "local",
     "processes": 2,
     "threads": None,
-    "ray_address": None,
+    "address": None,
     "gpu_id": -1,
     "saturation_threshold": 0.01,
 }

@@ -92,8 +92,9 @@ LOOP_KEYS = (
 MIX_KEYS = ("pool", "cheap_weight", "expert_weight")
 TRAINING_KEYS = ("initial_epochs", "finetune_epochs", "learn_rate", "dropout", "batch_words")
 TRAINING_KEYS += ("overrides",)
-COMPARE_KEYS = ("strategies", "processes", "executor", "threads", "address")
-COMPARE_KEYS += ("target_fraction", "target_f1", "chosen_strategy")
+COMPARE_KEYS = ("strategies", "target_fraction", "target_f1", "chosen_strategy")
+# the same [executor] section as configs/kfold.cfg (nerloop.executors.run_tasks)
+EXECUTOR_KEYS = ("executor", "processes", "threads", "address")
 HUB_KEYS = ("repo", "token_env", "endpoint", "private")
 SECTIONS = {
     "paths": PATHS_KEYS,
@@ -101,6 +102,7 @@ SECTIONS = {
     "mix": MIX_KEYS,
     "training": TRAINING_KEYS,
     "compare": COMPARE_KEYS,
+    "executor": EXECUTOR_KEYS,
     "hub": HUB_KEYS,
 }
 
@@ -291,9 +293,9 @@ class CompareSettings:
             known = ", ".join(STRATEGIES)
             raise SettingsError(f"[compare] unknown strategies {unknown}; known: {known}")
         if self.executor not in EXECUTORS:
-            raise SettingsError(f"[compare] executor must be one of {', '.join(EXECUTORS)}")
+            raise SettingsError(f"[executor] executor must be one of {', '.join(EXECUTORS)}")
         if self.processes < 1:
-            raise SettingsError(f"[compare] processes must be at least 1, not {self.processes}")
+            raise SettingsError(f"[executor] processes must be at least 1, not {self.processes}")
 
 
 # -- reading the file ---------------------------------------------------------------------------
@@ -376,8 +378,8 @@ def loop_settings(config: Config) -> LoopSettings:
 
 
 def compare_settings(config: Config) -> CompareSettings:
-    """al-compare's ``[compare]`` section (``strategies`` a list or a comma-separated string)."""
-    values = dict(config.get("compare", {}))
+    """al-compare's ``[compare]`` and ``[executor]`` sections (``strategies`` a list or a comma-separated string)."""
+    values = {**dict(config.get("compare", {})), **dict(config.get("executor", {}))}
     strategies = values.get("strategies", tuple(STRATEGIES))
     if isinstance(strategies, str):
         strategies = [name.strip() for name in strategies.split(",") if name.strip()]

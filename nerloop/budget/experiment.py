@@ -54,7 +54,7 @@ GRID = (
 MIX = ("pool", "cheap_weight", "expert_weight")
 # [training.overrides]: spaCy [training] settings (see nerloop.training.finetune)
 TRAINING = ("epochs", "learn_rate", "dropout", "batch_words", "gpu_id", "overrides")
-EXECUTOR = ("executor", "processes", "threads", "ray_address")
+EXECUTOR = ("executor", "processes", "threads", "address")
 INIT = ("budgets", "epochs", "seed", "training_dir", "corpus_dir", "metrics_dir")
 SECTIONS = {
     "paths": PATHS,
@@ -90,7 +90,7 @@ class BudgetSettings:
     executor: str
     processes: int
     threads: int | None
-    ray_address: str | None
+    address: str | None
     init_budgets: list[float]
     init_epochs: int
     init_seed: int
@@ -241,7 +241,7 @@ def read_settings(config: Config, source: Path | str = "") -> BudgetSettings:
         executor=_choice(executor, "executor", "executor", EXECUTORS, source),
         processes=_checked(executor, "executor", "processes", int, source, minimum=0),
         threads=_checked(executor, "executor", "threads", int, source, minimum=1, optional=True),
-        ray_address=_checked(executor, "executor", "ray_address", str, source, optional=True),
+        address=_checked(executor, "executor", "address", str, source, optional=True),
         init_budgets=parse_numbers(_value(init, "init", "budgets", source), "[init] budgets"),
         init_epochs=_checked(init, "init", "epochs", int, source, minimum=1),
         init_seed=_checked(init, "init", "seed", int, source),
@@ -334,7 +334,7 @@ def run_experiment(
         settings.paths["runs"] or output_dir / "runs",
         executor=settings.executor,
         processes=settings.processes,
-        ray_address=settings.ray_address,
+        ray_address=settings.address,
         progress=progress,
     )
     if report.failed:

@@ -7,7 +7,8 @@ a table (Markdown and JSON) of the expert sentences each strategy needed to reac
 their ratio to random. Each strategy's loop runs in its own folder and resumes like ``al_loop``.
 Test is never used to compare or choose: only the chosen checkpoint (highest dev F1) of one
 strategy is scored on test, and only with ``--evaluate-test``. The strategies' loops run through
-``nerloop.executors.run_tasks`` (``[executor] executor``: local processes, serial or Ray, as in the k-fold grid).
+``nerloop.executors.run_tasks`` (``[executor] executor``: local processes, serial or Ray, as
+in the k-fold grid).
 """
 
 from __future__ import annotations

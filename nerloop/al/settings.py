@@ -378,7 +378,8 @@ def loop_settings(config: Config) -> LoopSettings:
 
 
 def compare_settings(config: Config) -> CompareSettings:
-    """al-compare's ``[compare]`` and ``[executor]`` sections (``strategies`` a list or a comma-separated string)."""
+    """al-compare's ``[compare]`` and ``[executor]`` sections (``strategies``: a list or a
+    comma-separated string)."""
     values = {**dict(config.get("compare", {})), **dict(config.get("executor", {}))}
     strategies = values.get("strategies", tuple(STRATEGIES))
     if isinstance(strategies, str):

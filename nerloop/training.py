@@ -402,6 +402,7 @@ class _EvaluationSchedule:
         self.eval_every = eval_every
         self.eval_frequency = eval_frequency
         self.max_steps = max_steps
+        self.step = -1  # the step the loop asked about last
 
     def ends_evaluated_epoch(self) -> bool:
         """Whether the current step ends an epoch evaluated for the history."""
@@ -412,6 +413,7 @@ class _EvaluationSchedule:
 
     def due(self, step: int) -> bool:
         """Whether to evaluate after ``step`` (from 0)."""
+        self.step = step
         return (
             step == 0
             or self.ends_evaluated_epoch()
@@ -538,7 +540,19 @@ def finetune(
     weights = score_weights(T["score_weights"])
     selection = _Selection(keep_best)
 
-    def evaluate() -> tuple[float, dict[str, float]]:
+    # spaCy's loop needs a result after step 0 (it reads the best one after every step). That
+    # result only matters when patience can stop this run (or eval_frequency asked for it):
+    # otherwise it would cost a dev pass per fine-tuning for nothing, so the loop is given
+    # "not evaluated" (-inf, never the best of a later real score, and never recorded).
+    # the last step's index: at most max_steps, or one step per Doc and epoch (0: no bound)
+    last_step = T["max_steps"] or (T["max_epochs"] * len(train_docs) - 1 if T["max_epochs"] else 0)
+    step_zero_matters = bool(eval_frequency) or bool(
+        T["patience"] and (not last_step or T["patience"] <= last_step)
+    )
+
+    def evaluate() -> tuple[float, dict[str, float] | None]:
+        if schedule.step == 0 and not step_zero_matters and not schedule.ends_evaluated_epoch():
+            return float("-inf"), None
         scores = _dev_scores(nlp, dev_docs, eval_batch_size)
         score = sum(weight * scores[key] for key, weight in weights.items())
         if schedule.ends_evaluated_epoch():
@@ -580,7 +594,8 @@ def finetune(
         counted = loss
         words = sum(len(eg) for eg in batch)
         entry["words"] += words
-        n_steps, evaluated = info["step"] + 1, is_best_checkpoint is not None
+        evaluated = is_best_checkpoint is not None and info["other_scores"] is not None
+        n_steps = info["step"] + 1
         if evaluated:
             dev = info["other_scores"]
             checkpoints.append(

@@ -137,8 +137,14 @@ def test_max_steps_caps_the_steps_and_the_last_step_is_evaluated() -> None:
     assert result.steps == 5  # steps 0..4: spaCy's loop stops after step max_steps
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert result.history[0]["words"] == N_WORDS and result.history[1]["words"] < N_WORDS
-    # evaluated after step 0, at the end of epoch 1 (step 2) and after the last step
-    assert [c["step"] for c in result.checkpoints] == [0, 2, 4]
+    # evaluated at the end of epoch 1 (step 2) and after the last step; step 0 only when
+    # patience could stop the run (tagger_tiny.cfg: patience 0), see the next test
+    assert [c["step"] for c in result.checkpoints] == [2, 4]
+    patient, _ = train(epochs=10, batch_words=12, training={"max_steps": 4, "patience": 4})
+    assert [c["step"] for c in patient.checkpoints][:2] == [0, 2]
+    # a patience the run cannot reach does not need step 0 either
+    unreachable, _ = train(epochs=10, batch_words=12, training={"max_steps": 4, "patience": 5})
+    assert [c["step"] for c in unreachable.checkpoints] == [2, 4]
     assert result.history[1]["dev"] == result.checkpoints[-1]["dev"]
     assert result.last_epoch == 2 and set(result.last_scores) >= {"f1", "accuracy", "loss"}
 
@@ -152,9 +158,9 @@ def test_eval_frequency_set_through_training_adds_step_evaluations() -> None:
     assert [c["step"] for c in result.checkpoints] == expected
     for entry, end in zip(result.history, ends, strict=True):
         assert entry["dev"] == next(c["dev"] for c in result.checkpoints if c["step"] == end)
-    # without the override, the config's eval_frequency (20) is not used: step 0 and epoch ends
+    # without the override, the config's eval_frequency (20) is not used: the epoch ends only
     plain, _ = train(epochs=3, batch_words=12)
-    assert [c["step"] for c in plain.checkpoints] == sorted({0, *ends})
+    assert [c["step"] for c in plain.checkpoints] == ends
 
 
 def test_before_update_is_called_with_the_step_info_each_step() -> None:

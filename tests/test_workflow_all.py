@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_ASSETS = ROOT / "tests" / "fixtures" / "assets"
 # What the steps read; never corpus/, training/, metrics/, assets/, packages/ or reports/, which
 # may hold large local outputs.
-PROJECT_PARTS = ("project.yml", "configs", "scripts", "components")
+PROJECT_PARTS = ("project.yml", "configs", "scripts", "components", "nerloop")
 # train-llm-pure (scripts/train_steps.py) trains a fixed number of steps with a constant rate too
 TAGGER_CONFIG = "tagger_tiny.cfg"
 CHEAP_SET = "llama405b"

@@ -20,17 +20,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-TAG_IDS = {
-    "O": 0,
-    "B-PER": 1,
-    "I-PER": 2,
-    "B-ORG": 3,
-    "I-ORG": 4,
-    "B-LOC": 5,
-    "I-LOC": 6,
-    "B-MISC": 7,
-    "I-MISC": 8,
-}
+from nerloop.llm.tasks.token_ner.util import DEFAULT_TAG_IDS
+
+# the study's tag ids, as the recorded answers and the token-level task use them
+TAG_IDS = DEFAULT_TAG_IDS
 _TOKENS_LINE = re.compile(r"Tokens: '`(.*)`'\n    Return", re.DOTALL)
 
 

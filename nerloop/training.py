@@ -365,13 +365,24 @@ class _Batches:
         self.shuffler = random.Random(seed)
         self.epoch = 0  # the epoch of the current step, from 0
         self.ends_epoch = False  # whether the current step is its epoch's last batch
+        self._order = list(self.docs)
+        # With a known number of epochs, the batches of all of them are drawn up front (the
+        # same shuffles in the same order), so the number of steps is known before training.
+        self._planned = [self._next_epoch() for _ in range(max_epochs)] if max_epochs else None
+
+    @property
+    def n_steps(self) -> int | None:
+        """The steps of the whole run (None without max_epochs)."""
+        return None if self._planned is None else sum(len(batches) for batches in self._planned)
+
+    def _next_epoch(self) -> list[list[Doc]]:
+        self.shuffler.shuffle(self._order)
+        return [list(batch) for batch in self.batcher(self._order)]
 
     def __iter__(self) -> Iterator[tuple[int, list[Example]]]:
-        order = list(self.docs)
         epoch = 0
         while not self.max_epochs or epoch < self.max_epochs:
-            self.shuffler.shuffle(order)
-            batches = [list(batch) for batch in self.batcher(order)]
+            batches = self._planned[epoch] if self._planned is not None else self._next_epoch()
             for i, batch in enumerate(batches):
                 self.epoch, self.ends_epoch = epoch, i == len(batches) - 1
                 yield epoch, _examples(self.nlp, batch)
@@ -544,8 +555,9 @@ def finetune(
     # result only matters when patience can stop this run (or eval_frequency asked for it):
     # otherwise it would cost a dev pass per fine-tuning for nothing, so the loop is given
     # "not evaluated" (-inf, never the best of a later real score, and never recorded).
-    # the last step's index: at most max_steps, or one step per Doc and epoch (0: no bound)
-    last_step = T["max_steps"] or (T["max_epochs"] * len(train_docs) - 1 if T["max_epochs"] else 0)
+    # the last step's index (0: no bound): max_steps, or the planned steps of max_epochs
+    planned = batches.n_steps
+    last_step = min(filter(None, (T["max_steps"], planned - 1 if planned else None)), default=0)
     step_zero_matters = bool(eval_frequency) or bool(
         T["patience"] and (not last_step or T["patience"] <= last_step)
     )

@@ -57,3 +57,26 @@ def test_unscorable_inputs_are_evaluation_errors() -> None:
     with pytest.raises(EvaluationError, match="doc 0: gold and predicted tokens differ"):
         doc_entity_scores([gold], [pred])
     assert issubclass(EvaluationError, NerloopError) and issubclass(EvaluationError, ValueError)
+
+
+def test_doc_to_iob2_equals_spacys_biluo_conversion() -> None:
+    """The per-token reading gives spaCy's own conversion, on random entity layouts."""
+    import random
+
+    from spacy.tokens import Span
+    from spacy.training import biluo_to_iob, offsets_to_biluo_tags
+
+    rng = random.Random(0)
+    vocab = Vocab()
+    for _ in range(300):
+        n = rng.randint(1, 12)
+        doc = Doc(vocab, words=[f"w{i}" for i in range(n)])
+        spans, start = [], 0
+        while start < n:
+            length = rng.randint(1, 3)
+            if rng.random() < 0.4 and start + length <= n:
+                spans.append(Span(doc, start, start + length, label=rng.choice(["PER", "LOC"])))
+            start += length
+        doc.set_ents(spans, default="outside" if rng.random() < 0.5 else "unmodified")
+        offsets = [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+        assert doc_to_iob2(doc) == biluo_to_iob(offsets_to_biluo_tags(doc, offsets))

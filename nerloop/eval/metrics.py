@@ -10,7 +10,6 @@ from seqeval.metrics import f1_score as _f1
 from seqeval.metrics import precision_score as _precision
 from seqeval.metrics import recall_score as _recall
 from spacy.tokens import Doc
-from spacy.training import biluo_to_iob, offsets_to_biluo_tags
 
 from nerloop.errors import NerloopError
 
@@ -20,9 +19,16 @@ class EvaluationError(NerloopError, ValueError):
 
 
 def doc_to_iob2(doc: Doc) -> list[str]:
-    """The IOB2 tags of a Doc's entities, one per token (``O`` where none is set)."""
-    entities = [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
-    return biluo_to_iob(offsets_to_biluo_tags(doc, entities))
+    """The IOB2 tags of a Doc's entities, one per token (``O`` where none is set).
+
+    Read from spaCy's own per-token IOB encoding (``token.ent_iob_``, ``token.ent_type_``):
+    ``biluo_to_iob(offsets_to_biluo_tags(...))`` gives the same tags (a test checks) but maps
+    character offsets back to tokens, which made every dev evaluation 8 s slower on CoNLL dev.
+    """
+    return [
+        "O" if token.ent_iob_ in ("", "O") else f"{token.ent_iob_}-{token.ent_type_}"
+        for token in doc
+    ]
 
 
 def docs_to_iob2(docs: Sequence[Doc]) -> list[list[str]]:

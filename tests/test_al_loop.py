@@ -460,3 +460,34 @@ def test_compare_runs_with_the_serial_executor_and_writes_each_config(
     for name in ("random", "entropy"):
         resolved = load_al_config(tmp_path / "out" / name / "config.cfg")
         assert resolved["loop"]["strategy"] == name and resolved["loop"]["batch_to_add"] == 2
+
+
+def test_strategies_as_ray_tasks_match_the_serial_run(
+    corpus, uninterrupted: Path, tmp_path: Path
+) -> None:
+    """executor ray (the grid's engine too) gives the serial run's selections and scores."""
+    pytest.importorskip("ray")
+    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
+    settings = replace(
+        tiny_settings(corpus, max_iterations=1),
+        init_model=str(init_model),
+        init_config=None,
+        initial_epochs=None,
+    )
+    runs = {}
+    for executor in ("serial", "ray"):
+        histories = al_compare.run_strategies(
+            settings,
+            tmp_path / executor,
+            ["entropy", "random"],
+            processes=2,
+            executor=executor,
+            threads=1,
+            progress=False,
+        )
+        runs[executor] = {
+            name: [(e.get("added_ids", []), e["dev"]) for e in h["iterations"]]
+            for name, h in histories.items()
+        }
+    assert list(runs["ray"]) == ["entropy", "random"]
+    assert runs["serial"] == runs["ray"]

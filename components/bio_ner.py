@@ -950,3 +950,20 @@ if _TRF_DEFAULT_CONFIG is not None:
         assigns=["doc._.trf_data"],
         default_config={**_TRF_DEFAULT_CONFIG["transformer"], "buffer_size": 256},
     )(make_bucketed_transformer)
+
+
+def _load_sibling(stem: str) -> Any:
+    """Import a module that ships beside this file (installed package, ``--code`` file or
+    packaged pipeline), so that ``--code components/bio_ner.py`` registers it too."""
+    if __package__:
+        with contextlib.suppress(ModuleNotFoundError):
+            return importlib.import_module(f"{__package__}.{stem}")
+    path = Path(__file__).with_name(f"{stem}.py")
+    if not path.exists():  # a pipeline packaged before the module existed
+        return None
+    from spacy.util import import_file
+
+    return import_file(f"nerloop_{stem}", path)
+
+
+frozen_encoder = _load_sibling("frozen_encoder")

@@ -38,7 +38,12 @@ from spacy.training.loop import train_while_improving
 from tqdm import tqdm
 
 from nerloop.errors import NerloopError, SettingsError
-from nerloop.eval.pipeline import TAGGER_NAME, evaluate_pipeline, load_pipeline
+from nerloop.eval.pipeline import (
+    TAGGER_NAME,
+    ensure_features,
+    evaluate_pipeline,
+    load_pipeline,
+)
 from nerloop.io_utils import atomic_path, atomic_write_json, write_docbin
 
 # The dev scores kept per evaluation (evaluate_pipeline also gives per-type scores and timings).
@@ -210,9 +215,11 @@ def load_or_init_pipeline(
     config_path: Path | None = None,
     seed: int = 0,
     gpu_id: int = -1,
+    overrides: dict[str, Any] | None = None,
 ) -> Language:
     """Warm start from ``init_model`` (a trained pipeline folder) or a fresh pipeline from
-    ``config_path``: exactly one of them must be given."""
+    ``config_path`` with config ``overrides`` (e.g. ``{"paths.features": "features"}``):
+    exactly one of them must be given."""
     if (init_model is None) == (config_path is None):
         raise SettingsError("give exactly one of init_model (warm start) and config_path (fresh)")
     if gpu_id >= 0:
@@ -220,7 +227,7 @@ def load_or_init_pipeline(
     if init_model is not None:
         return load_pipeline(init_model)
     assert config_path is not None
-    return init_pipeline(config_path, train_docs, seed=seed, gpu_id=gpu_id)
+    return init_pipeline(config_path, train_docs, seed=seed, gpu_id=gpu_id, overrides=overrides)
 
 
 def training_settings(
@@ -532,6 +539,8 @@ def finetune(
             f"the pipeline has no {TAGGER_NAME!r} component (it has {nlp.pipe_names}): train "
             "or load a nerloop pipeline (configs/tagger_*.cfg)"
         )
+    # A frozen encoder's features are computed once into its store (a no-op when stored).
+    ensure_features(nlp, [*train_docs, *dev_docs], progress=progress)
     overrides = dict(training or {})
     T = training_settings(  # named as in spacy.training.loop.train
         nlp,
@@ -664,12 +673,21 @@ def train_on_docs(
     config_path: Path | None = None,
     output_dir: Path | None = None,
     gpu_id: int = -1,
+    overrides: dict[str, Any] | None = None,
     **finetune_kwargs: Any,
 ) -> FinetuneResult:
-    """``load_or_init_pipeline`` then ``finetune``; saves to ``output_dir`` when given."""
+    """``load_or_init_pipeline`` then ``finetune``; saves to ``output_dir`` when given.
+
+    overrides (Optional[dict]): Config overrides of a fresh pipeline (dotted keys).
+    """
     seed = finetune_kwargs.get("seed", 0)
     nlp = load_or_init_pipeline(
-        train_docs, init_model=init_model, config_path=config_path, seed=seed, gpu_id=gpu_id
+        train_docs,
+        init_model=init_model,
+        config_path=config_path,
+        seed=seed,
+        gpu_id=gpu_id,
+        overrides=overrides,
     )
     result = finetune(nlp, train_docs, dev_docs, **finetune_kwargs)
     result.settings["init_model"] = str(init_model) if init_model else None

@@ -11,13 +11,14 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from nerloop.cli import run_app
+from nerloop.cli import OVERRIDES_CONTEXT, config_overrides, run_app
 from nerloop.io_utils import read_docbin
 from nerloop.training import train_on_docs
 from scripts.options import BatchWordsOption, DropoutOption, GpuIdOption, LearnRateOption
 
 
 def main(
+    ctx: typer.Context,
     train_path: Path = typer.Argument(..., exists=True, help="Training DocBin"),
     dev_path: Path = typer.Argument(..., exists=True, help="Gold dev DocBin"),
     output_dir: Path = typer.Argument(..., help="Writes model-best, model-last, history.json"),
@@ -34,7 +35,12 @@ def main(
     batch_words: BatchWordsOption = None,
     gpu_id: GpuIdOption = -1,
 ) -> None:
-    """Fine-tune a pipeline (or train one from a config) on a DocBin, scoring dev every epoch."""
+    """Fine-tune a pipeline (or train one from a config) on a DocBin, scoring dev every epoch.
+    Extra ``--section.key value`` options override the config of a fresh pipeline, e.g.
+    ``--paths.features features`` (the frozen encoder's feature store)."""
+    overrides = config_overrides(ctx)
+    if overrides and config_path is None:
+        msg.fail(f"Config overrides {sorted(overrides)} need --config (a fresh pipeline)", exits=1)
     if (init_model is None) == (config_path is None):
         msg.fail("Give --init-model PATH (warm start) or --config PATH (fresh)", exits=1)
     train_docs = read_docbin(train_path)
@@ -46,6 +52,7 @@ def main(
         config_path=config_path,
         output_dir=output_dir,
         gpu_id=gpu_id,
+        overrides=overrides,
         epochs=epochs,
         seed=seed,
         learn_rate=learn_rate,
@@ -60,7 +67,7 @@ def main(
 
 
 app = typer.Typer(add_completion=False)
-app.command()(main)
+app.command(context_settings=OVERRIDES_CONTEXT)(main)
 
 if __name__ == "__main__":
     run_app(app)

@@ -79,6 +79,17 @@ def upstream_batches(nlp: Language, docs: Sequence[Doc], batch_size: int) -> Ite
     yield from minibatch(copies, size=batch_size)
 
 
+def ensure_features(nlp: Language, docs: Sequence[Doc], progress: bool = True) -> int:
+    """Compute and store the features of any frozen encoder in ``nlp`` that its store lacks
+    for ``docs`` (``components/frozen_encoder.py``); a no-op for other pipelines.
+
+    RETURNS (int): the number of Docs whose features were computed.
+    """
+    from components.frozen_encoder import ensure_features as ensure_store
+
+    return ensure_store(nlp, docs, progress=progress)
+
+
 def predict_with_probs(
     nlp: Language, docs: Sequence[Doc], batch_size: int = 64, progress: bool = True
 ) -> tuple[list[Doc], list[numpy.ndarray]]:
@@ -92,6 +103,7 @@ def predict_with_probs(
         ``(n_tokens, n_tags)`` probabilities, in the order of ``docs``.
     """
     tagger = tagger_of(nlp)
+    ensure_features(nlp, docs, progress=progress)
     predicted: list[Doc] = []
     probs: list[numpy.ndarray] = []
     bar = tqdm(total=len(docs), desc="predict", unit="sent", disable=not progress, leave=False)

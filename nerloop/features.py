@@ -33,17 +33,13 @@ def _frozen_blocks(block: Any, path: str = "") -> list[tuple[str, dict]]:
 
 
 def encoder_sources(config_path: Path | str, overrides: dict[str, Any] | None = None) -> list:
-    """The feature sources of every frozen encoder block in a training config."""
+    """The feature sources of every frozen encoder block in a training config (none for a
+    config without one, e.g. the CNN's)."""
     import components.bio_ner  # noqa: F401  (registers nerloop.FrozenTransformer.v1)
     from components.frozen_encoder import frozen_feature_sources
 
     config = util.load_config(config_path, overrides=overrides or {}, interpolate=True)
     blocks = _frozen_blocks(config.get("components", {}), "components")
-    if not blocks:
-        raise SettingsError(
-            f"{config_path} has no {ARCHITECTURE} block: the feature store is only for "
-            "frozen-encoder configs such as configs/tagger_trf_frozen.cfg"
-        )
     sources = []
     for where, block in blocks:
         if not block.get("store"):
@@ -70,11 +66,13 @@ def build_feature_store(
     overrides (Optional[dict]): Config overrides, e.g. ``{"paths.features": "features"}``.
     progress (bool): Show the encoder's progress bar.
     RETURNS (Dict[str, Any]): Per store: its folder, the sentences computed now, the sentences
-        it holds, its size in bytes and the seconds spent.
+        it holds, its size in bytes and the seconds spent. No stores for a config without a
+        frozen encoder (nothing to compute).
     """
-    docs = [doc for path in docbins for doc in read_docbin(Path(path))]
+    sources = encoder_sources(config_path, overrides)
+    docs = [doc for path in docbins for doc in read_docbin(Path(path))] if sources else []
     summaries = []
-    for source in encoder_sources(config_path, overrides):
+    for source in sources:
         start = time.perf_counter()
         computed = source.ensure(docs, progress=progress)
         store = source.store

@@ -27,6 +27,8 @@ def main(
     """Compute the frozen encoder's features of every sentence the store lacks."""
     overrides = {"paths.features": str(store)} if store is not None else {}
     summary = build_feature_store(config_path, docbins, overrides=overrides)
+    if not summary["stores"]:
+        msg.info(f"{config_path} has no frozen encoder: no features to compute")
     for store in summary["stores"]:
         msg.good(
             f"{store['store']}: {store['sentences']} sentences "

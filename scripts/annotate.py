@@ -5,7 +5,10 @@
     python -m scripts.annotate corpus/train.spacy corpus/llm/chatgpt.spacy --source recorded:chatgpt
 
 Extra ``--section.key value`` arguments override the config, as in ``spacy train``. Writes the
-annotated sentences, a JSONL of failures and a JSON summary (``nerloop.llm.run.annotate_file``).
+annotated sentences, a JSONL of failures, a JSONL of parser repairs and a JSON summary
+(``nerloop.llm.run.annotate_file``). Exits with 1 when nothing was annotated (e.g. every request
+failed) or more than ``--max-failure-rate`` of the sentences failed; then no annotated DocBin is
+written.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import typer
 from wasabi import msg
 
 from nerloop.cli import OVERRIDES_CONTEXT, config_overrides, run_app
-from nerloop.llm.run import annotate_file, run_details
+from nerloop.llm.run import DEFAULT_MAX_FAILURE_RATE, annotate_file, run_details
 
 app = typer.Typer(add_completion=False)
 
@@ -34,6 +37,22 @@ def main(
     ),
     summary_path: Path | None = typer.Option(
         None, "--summary", help="JSON run summary (default: OUTPUT.summary.json)"
+    ),
+    repairs_path: Path | None = typer.Option(
+        None, "--repairs", help="JSONL of parser repairs (default: OUTPUT.repairs.jsonl)"
+    ),
+    labels_path: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="Label scheme file: the task's labels and definitions (default: the config's)",
+        exists=True,
+        dir_okay=False,
+    ),
+    max_failure_rate: float = typer.Option(
+        DEFAULT_MAX_FAILURE_RATE,
+        min=0.0,
+        max=1.0,
+        help="Exit with 1 (no corpus written) when more sentences than this share fail",
     ),
     cache_dir: Path = typer.Option(Path("cache/llm"), help="Answer cache folder (live sources)"),
     recorded_dir: Path = typer.Option(Path("corpus/cheap"), help="Folder of recorded DocBins"),
@@ -56,6 +75,9 @@ def main(
         source,
         failures_path=failures_path,
         summary_path=summary_path,
+        repairs_path=repairs_path,
+        labels_path=labels_path,
+        max_failure_rate=max_failure_rate,
         cache_dir=cache_dir,
         recorded_dir=recorded_dir,
         prices_path=prices_path,
@@ -73,6 +95,12 @@ def main(
     if summary["failed"]:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in summary["failure_reasons"].items())
         msg.warn(f"{summary['failed']:,} failed ({reasons}) -> {summary['failures_path']}")
+    if summary["repairs"]:
+        kinds = ", ".join(f"{k}: {v:,}" for k, v in summary["repairs"].items())
+        msg.info(
+            f"{summary['repaired_sentences']:,} annotated sentences were repaired ({kinds}) "
+            f"-> {summary['repairs_path']}"
+        )
     for line in run_details(summary):
         msg.text(line)
 

@@ -44,6 +44,13 @@ def main(
     concurrency: int | None = typer.Option(
         None, min=1, help="Prompts in flight (default: each config's own)"
     ),
+    labels_path: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="Label scheme file for every source (default: each config's own labels)",
+        exists=True,
+        dir_okay=False,
+    ),
     progress: bool = typer.Option(True, help="Show progress bars"),
 ) -> None:
     """Score several LLM sources on the same seeded gold sample, beside their cost."""
@@ -59,6 +66,7 @@ def main(
         prices=prices,
         concurrency=concurrency,
         progress=progress,
+        labels=labels_path,
     )
     report["gold"] = str(gold_path)
     atomic_write_json(output, report)

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nerloop.io_utils import write_docbin
+from nerloop.labels import load_scheme
 from nerloop.llm.cost import (
     cost_summary,
     estimate_recorded_usage,
@@ -17,10 +18,12 @@ from nerloop.llm.cost import (
     reply_json,
 )
 from nerloop.llm.cost_report import annotation_cost
-from nerloop.llm.tasks.token_ner import DEFAULT_TAG_IDS, make_token_ner_task
+from nerloop.llm.tasks.token_ner import make_token_ner_task, tag_ids_for_labels
 from nerloop.llm.usage import Usage, estimate_tokens
 from scripts.annotation_cost import main
 from tests.annotate_support import PROJECT_ROOT, make_docs
+
+DEFAULT_TAG_IDS = tag_ids_for_labels(load_scheme().labels)
 
 PRICES = {
     "models": {

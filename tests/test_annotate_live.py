@@ -153,14 +153,17 @@ def test_retries_and_failures(tmp_path, api_key):
         assert summary["parse_repairs"].get("dropped", 0) == 0
         assert summary["parse_repairs"]["invented"] == 2  # "that" and "!"
 
-        # A later run asks again only for what failed to come back (answers are cached,
-        # failures are not): sentence 4 is asked once more, sentence 5 is not.
+        # A later run asks again for what failed to come back and for what came back but could
+        # not be parsed (such answers are rejected in the cache, not kept as final): sentences
+        # 4 and 5 are asked once more, the six usable answers come from the cache.
         server.responder = ORACLE.responder
         rerun = run_live(make_docs(), server, tmp_path)
         assert server.received[by_sentence[4]] == 4
-        assert server.received[by_sentence[5]] == 1
-        assert [row["sent_id"] for row in rerun.failures] == [5]
-        assert len(rerun.docs) == 7
+        assert server.received[by_sentence[5]] == 2
+        assert server.n_received == 16
+        assert rerun.summary["requests"]["answered_from_cache"] == 6
+        assert rerun.failures == []
+        assert tags_of(rerun.docs) == tags_of(docs)
 
 
 def test_spacy_ner_v3_with_gold_few_shot_examples(tmp_path, api_key):
@@ -262,6 +265,7 @@ def test_the_api_key_is_in_no_file_the_run_writes(tmp_path, api_key):
         "logs/annotate.log",
         "out/llm.spacy",
         "out/llm.failures.jsonl",
+        "out/llm.repairs.jsonl",
         "out/llm.summary.json",
     }
     for path in written:

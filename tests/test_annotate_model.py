@@ -45,8 +45,11 @@ def test_the_key_is_registered_for_redaction_and_not_in_the_identity(monkeypatch
     model = make_model(api_key_env="NERLOOP_MODEL_TEST_KEY")
     assert redact("rejected key sk-abcdef123456!") == "rejected key ***!"
     assert "sk-abcdef123456" not in repr(model) + str(model.identity)
+    # The endpoint is part of the identity (and so of every cache key): changed deliberately,
+    # so that two servers serving one model name never share cached answers.
     assert model.identity == {
         "api": "openai-chat",
+        "base_url": "http://127.0.0.1:9/v1",
         "name": "m",
         "config": {"temperature": 0.0},
         "system_prompt": None,

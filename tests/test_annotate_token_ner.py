@@ -9,15 +9,30 @@ import spacy
 from spacy.tokens import Doc
 from spacy_llm.registry import registry
 
+from nerloop.labels import load_scheme
 from nerloop.llm.tasks.token_ner import (
-    DEFAULT_TAG_IDS,
     ERROR_EXTENSION,
     STATS_EXTENSION,
     iob2_to_spans,
     parse_reply,
     repair_iob2,
+    tag_ids_for_labels,
 )
 from nerloop.llm.tasks.token_ner.parser import extract_json, normalize_tag
+
+# The study's ids, which the default (CoNLL-2003) label scheme gives the token task.
+STUDY_TAG_IDS = {
+    "O": 0,
+    "B-PER": 1,
+    "I-PER": 2,
+    "B-ORG": 3,
+    "I-ORG": 4,
+    "B-LOC": 5,
+    "I-LOC": 6,
+    "B-MISC": 7,
+    "I-MISC": 8,
+}
+DEFAULT_TAG_IDS = tag_ids_for_labels(load_scheme().labels)
 
 TOKENS = ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
 GOLD = ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
@@ -51,7 +66,7 @@ def test_prompt_reproduces_the_study_byte_for_byte(task):
     doc = Doc(spacy.blank("en").vocab, words=TOKENS)
     ((prompts, shards),) = list(task.generate_prompts([doc]))
     assert prompts == [STUDY_PROMPT]
-    assert task.tag_ids == DEFAULT_TAG_IDS
+    assert task.tag_ids == DEFAULT_TAG_IDS == STUDY_TAG_IDS
 
 
 def test_repair_iob2_turns_orphan_continuations_into_beginnings():
@@ -155,6 +170,11 @@ def test_parser_repairs_i_after_o_and_maps_unknown_tags_to_o():
     [
         ("I cannot help with that.", "no complete JSON"),
         ('{"ner_tags": [3, 0, 7', "no complete JSON"),
+        # Complete tags, cut tokens: the tag list alone is not taken for the whole reply.
+        (
+            '{"ner_tags": [3, 0, 7, 0, 0, 0, 7, 0, 0], "tokens": ["EU", "rej',
+            "the '{' at character 0 is never closed (cut off?)",
+        ),
         ('{"answer": "EU is an organisation"}', "no list of tags"),
         (json.dumps({"ner_tags": [3, 0, 7]}), "3 tags for 9 tokens"),
         (

@@ -7,15 +7,32 @@ attributes and ``user_data``, but the LLM's entities, ``annotator`` set to the L
 | reason | meaning |
 |---|---|
 | ``request_failed`` | the model gave no answer (after its retries) |
-| ``parse_failed`` | the answer could not be turned into entities for these tokens |
+| ``truncated`` | the model stopped at its token limit (``finish_reason`` ``"length"``) |
+| ``parse_failed`` | the answer could not be turned into entities for these tokens (for span |
+| | tasks such as ``spacy.NER.v3``: see ``nerloop.llm.tasks.span_replies``) |
 | ``token_mismatch`` | the parsed or recorded Doc has other tokens than the input |
 | ``not_in_recorded_set`` | the recorded set does not label this sentence |
 | ``split_mismatch`` | the recorded set labels another split's sentence with this id |
 | ``no_sent_id`` | the input Doc has no ``sent_id`` to match a recorded set on |
+| ``unknown_label`` | the recorded sentence has a label the label scheme does not list |
 
 A live source is driven through the ``llm`` component that the config builds: its task makes
 the prompts and parses the answers, its model answers them; the executor in between adds
-concurrency, the answer cache, failure capture and usage counting.
+concurrency, the answer cache, failure capture and usage counting. An answer that came back
+but ended as ``truncated``, ``parse_failed`` or ``token_mismatch`` is rejected in the cache, so
+a rerun asks the model again.
+
+What a parser had to repair in an answer it could use is kept per sentence: in the annotated
+Doc's ``user_data["llm_repairs"]`` (only when there was something) and as rows of
+``AnnotationRun.repairs`` (``index``, ``sent_id``, ``split``, ``kind`` and the details), counted
+by kind in the summary. Token replies (``nerloop.TokenNER.v1``) record ``dropped``,
+``invented``, ``changed``, ``merged``, ``split``, ``length_mismatch``, ``unknown_tag`` and
+``iob_repaired``; span replies record ``unknown_label`` and ``not_found`` entries.
+
+The label set comes from the label scheme (``nerloop.labels``): with ``labels`` given, the
+task's labels are the scheme's, and for ``spacy.NER`` tasks its descriptions become the
+``label_definitions``; without it the config's own settings stand (the token task's default
+is the default scheme).
 """
 
 from __future__ import annotations
@@ -35,16 +52,21 @@ from spacy.tokens import Doc, Span
 from nerloop.corpus import meta
 from nerloop.errors import SettingsError
 from nerloop.io_utils import MissingInputError, read_docbin
+from nerloop.labels import LabelScheme, as_scheme
 from nerloop.llm.cache import AnswerCache
 from nerloop.llm.cost import cost_summary, estimate_recorded_usage
-from nerloop.llm.executor import PromptExecutor
-from nerloop.llm.tasks.token_ner.task import ERROR_EXTENSION, STATS_EXTENSION
+from nerloop.llm.executor import Answer, PromptExecutor
+from nerloop.llm.tasks.span_replies import is_span_task, span_reply_problem, span_reply_repairs
+from nerloop.llm.tasks.token_ner.task import ERROR_EXTENSION, REPAIRS_EXTENSION, STATS_EXTENSION
 
 logger = logging.getLogger("nerloop.llm")
 
 RECORDED_PREFIX = "recorded:"
 CHEAP_SOURCE = "cheap"
 DEFAULT_CONCURRENCY = 4
+# doc.user_data key of an annotated Doc's repair records
+REPAIRS_KEY = "llm_repairs"
+TRUNCATED_FINISH_REASON = "length"
 
 
 @dataclass
@@ -55,11 +77,14 @@ class AnnotationRun:
     failures (list[dict]): one row per failed sentence: ``index``, ``sent_id``, ``reason``,
         ``detail``, ``annotator``.
     summary (dict): counts, usage, time and cost of the run.
+    repairs (list[dict]): one row per repair in an annotated sentence: ``index``, ``sent_id``,
+        ``split``, ``kind`` and the kind's details.
     """
 
     docs: list[Doc]
     failures: list[dict[str, Any]]
     summary: dict[str, Any] = field(default_factory=dict)
+    repairs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def is_recorded(source: str) -> bool:
@@ -96,6 +121,15 @@ def _failure(index: int, doc: Doc, reason: str, detail: str, annotator: str) -> 
     }
 
 
+def _repair_row(index: int, doc: Doc, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "index": index,
+        "sent_id": doc.user_data.get(meta.SENT_ID),
+        "split": doc.user_data.get(meta.SPLIT),
+        **record,
+    }
+
+
 def _entity_counts(docs: Sequence[Doc]) -> dict[str, Any]:
     counts = Counter(ent.label_ for doc in docs for ent in doc.ents)
     return {"entities": sum(counts.values()), "entities_per_type": dict(sorted(counts.items()))}
@@ -105,13 +139,17 @@ def _base_summary(
     source: str, annotator: str, docs: Sequence[Doc], run: AnnotationRun
 ) -> dict[str, Any]:
     reasons = Counter(row["reason"] for row in run.failures)
+    kinds = Counter(row["kind"] for row in run.repairs)
     return {
         "source": source,
         "annotator": annotator,
         "sentences": len(docs),
         "annotated": len(run.docs),
         "failed": len(run.failures),
+        "failure_rate": round(len(run.failures) / len(docs), 4) if docs else 0.0,
         "failure_reasons": dict(sorted(reasons.items())),
+        "repaired_sentences": len({row["index"] for row in run.repairs}),
+        "repairs": dict(sorted(kinds.items())),
         **_entity_counts(run.docs),
     }
 
@@ -126,6 +164,7 @@ def annotate_recorded(
     *,
     annotator: str | None = None,
     prices: dict[str, Any] | None = None,
+    labels: LabelScheme | Path | str | None = None,
 ) -> AnnotationRun:
     """Label Docs with a recorded set ``<recorded_dir>/<set_name>.spacy``, matched by ``sent_id``.
 
@@ -134,9 +173,12 @@ def annotate_recorded(
     recorded_dir (Path | str): the folder of recorded DocBins (``corpus/cheap``).
     annotator (str | None): the name to set; default the set name.
     prices (dict | None): a price table, to add the estimated cost of these sentences.
+    labels (LabelScheme | Path | str | None): a label scheme: a recorded sentence with an entity
+        label the scheme does not list fails with reason ``unknown_label``; None: no check.
     RETURNS (AnnotationRun): annotated Docs, failures and summary.
     """
     start = time.perf_counter()
+    scheme = as_scheme(labels) if labels is not None else None
     annotator = annotator or set_name
     path = Path(recorded_dir) / f"{set_name}.spacy"
     if not path.exists():
@@ -170,6 +212,10 @@ def annotate_recorded(
         elif len(labelled) != len(doc):
             detail = f"{len(labelled)} recorded tokens, {len(doc)} input tokens"
             run.failures.append(_failure(index, doc, "token_mismatch", detail, annotator))
+        elif scheme is not None and any(ent.label_ not in scheme for ent in labelled.ents):
+            unknown = sorted({ent.label_ for ent in labelled.ents if ent.label_ not in scheme})
+            detail = f"labels {unknown} are not in the label scheme ({', '.join(scheme.labels)})"
+            run.failures.append(_failure(index, doc, "unknown_label", detail, annotator))
         else:
             if [t.text for t in labelled] != [t.text for t in doc]:
                 n_word_differences += 1
@@ -194,13 +240,46 @@ def annotate_recorded(
 # -- live LLMs ---------------------------------------------------------------------------------
 
 
+def apply_label_scheme(config: Any, scheme: LabelScheme, where: str = "the config") -> None:
+    """Set the labels of a spacy-llm config's ``llm`` task from a label scheme, in place.
+
+    ``nerloop.TokenNER.*`` gets ``labels`` (its tag ids follow from them); ``spacy.NER.*`` and
+    ``spacy.SpanCat.*`` get ``labels`` and ``label_definitions`` (the scheme's descriptions;
+    none when the scheme has no descriptions).
+
+    config (Config): the config, not interpolated.
+    scheme (LabelScheme): the label scheme.
+    where (str): the config's name, for errors.
+    """
+    task = config.get("components", {}).get("llm", {}).get("task")
+    name = str(task.get("@llm_tasks", "")) if isinstance(task, dict) else ""
+    if name.startswith("nerloop.TokenNER."):
+        task.pop("tag_ids", None)
+        task["labels"] = list(scheme.labels)
+    elif name.startswith(("spacy.NER.", "spacy.SpanCat.")):
+        task["labels"] = list(scheme.labels)
+        definitions = {label: scheme.description(label) for label in scheme.labels}
+        task["label_definitions"] = {
+            label: text for label, text in definitions.items() if text
+        } or None
+    else:
+        raise SettingsError(
+            f"{where}: cannot set the labels of llm task {name or '(none)'!r} from a label "
+            "scheme (supported: nerloop.TokenNER.*, spacy.NER.*, spacy.SpanCat.*)"
+        )
+
+
 def load_llm_pipeline(
-    config_path: Path | str, overrides: dict[str, Any] | None = None
+    config_path: Path | str,
+    overrides: dict[str, Any] | None = None,
+    labels: LabelScheme | Path | str | None = None,
 ) -> tuple[Language, dict[str, Any]]:
     """Build the pipeline of a spacy-llm config and read its ``[annotate]`` settings.
 
     config_path (Path | str): a config with an ``llm`` component (``configs/llm_*.cfg``).
     overrides (dict | None): config overrides (``{"components.llm.model.name": "gpt-4o"}``).
+    labels (LabelScheme | Path | str | None): a label scheme (or its file) whose labels and
+        descriptions replace the task's (:func:`apply_label_scheme`); None keeps the config's.
     RETURNS (tuple[Language, dict]): the pipeline and the ``[annotate]`` section (may be empty).
     """
     from spacy.util import load_config
@@ -212,6 +291,8 @@ def load_llm_pipeline(
     register_known_secrets()
 
     config = load_config(Path(config_path), overrides=dict(overrides or {}), interpolate=False)
+    if labels is not None:
+        apply_label_scheme(config, as_scheme(labels), where=str(config_path))
     settings = dict(config.interpolate().get("annotate", {}))
     with warnings.catch_warnings():
         # Sentences are short: a model without a context length simply means "do not shard".
@@ -228,6 +309,26 @@ def llm_component(nlp: Language) -> Any:
         if isinstance(component, LLMWrapper):
             return component
     raise SettingsError(f"the pipeline has no spacy-llm component: {nlp.pipe_names}")
+
+
+def _unusable_reply(
+    task: Any, span_task: bool, answers: Sequence[Answer]
+) -> tuple[str, str] | None:
+    """(reason, detail) when a sentence's answers cannot be parsed before the task sees them:
+    cut off by the token limit (any task), or a span task's reply that is incomplete."""
+    for answer in answers:
+        if answer.finish_reason == TRUNCATED_FINISH_REASON:
+            return (
+                "truncated",
+                "the model stopped at its token limit (finish_reason 'length'): the reply is "
+                "incomplete; raise max_tokens",
+            )
+    if span_task:
+        for answer in answers:
+            problem = span_reply_problem(task, answer.text or "")
+            if problem is not None:
+                return "parse_failed", problem
+    return None
 
 
 def annotate_live(
@@ -287,6 +388,7 @@ def annotate_live(
 
     run = AnnotationRun(docs=[], failures=[])
     parse_stats: Counter = Counter()
+    span_task = is_span_task(task)
     position = 0
     for index, (doc, (doc_prompts, shards)) in enumerate(zip(docs, generated)):
         doc_answers = answers[position : position + len(doc_prompts)]
@@ -295,29 +397,49 @@ def annotate_live(
         if errors:
             run.failures.append(_failure(index, doc, "request_failed", errors[0], annotator))
             continue
-        try:
-            parsed = next(iter(task.parse_responses([shards], [[a.text for a in doc_answers]])))
-        except Exception as err:  # a task's parser must not take the whole run down
-            detail = f"{type(err).__name__}: {err}"
-            run.failures.append(_failure(index, doc, "parse_failed", detail, annotator))
+        failure = _unusable_reply(task, span_task, doc_answers)
+        parsed = None
+        if failure is None:
+            try:
+                replies = [[a.text for a in doc_answers]]
+                parsed = next(iter(task.parse_responses([shards], replies)))
+            except Exception as err:  # a task's parser must not take the whole run down
+                failure = ("parse_failed", f"{type(err).__name__}: {err}")
+        if parsed is not None and failure is None:
+            parse_stats.update(parsed._.get(STATS_EXTENSION) or {})
+            error = parsed._.get(ERROR_EXTENSION)
+            if error:
+                failure = ("parse_failed", error)
+            elif [t.text for t in parsed] != [t.text for t in doc]:
+                detail = f"the parsed Doc has {len(parsed)} tokens, the input {len(doc)}"
+                failure = ("token_mismatch", detail)
+        if failure is not None:
+            reason, detail = failure
+            run.failures.append(_failure(index, doc, reason, detail, annotator))
+            if cache is not None:
+                for answer in doc_answers:
+                    cache.reject(answer.key, reason)
             continue
-        parse_stats.update(parsed._.get(STATS_EXTENSION) or {})
-        error = parsed._.get(ERROR_EXTENSION)
-        if error:
-            run.failures.append(_failure(index, doc, "parse_failed", error, annotator))
-        elif [t.text for t in parsed] != [t.text for t in doc]:
-            detail = f"the parsed Doc has {len(parsed)} tokens, the input {len(doc)}"
-            run.failures.append(_failure(index, doc, "token_mismatch", detail, annotator))
-        else:
-            entities = [(ent.start, ent.end, ent.label_) for ent in parsed.ents]
-            run.docs.append(labelled_copy(doc, entities, annotator))
+        entities = [(ent.start, ent.end, ent.label_) for ent in parsed.ents]
+        labelled = labelled_copy(doc, entities, annotator)
+        repairs = list(parsed._.get(REPAIRS_EXTENSION) or [])
+        if span_task:
+            for answer in doc_answers:
+                repairs.extend(span_reply_repairs(task, answer.text, parsed))
+        if repairs:
+            labelled.user_data[REPAIRS_KEY] = repairs
+            run.repairs.extend(_repair_row(index, doc, record) for record in repairs)
+        run.docs.append(labelled)
 
     run.summary = _base_summary(source, annotator, docs, run)
     wall = time.perf_counter() - start
+    identity = model_identity(model)
     run.summary.update(
         {
             "task": type(task).__name__,
-            "model": model_identity(model),
+            "labels": list(getattr(task, "labels", ()) or ()),
+            "model": identity,
+            "endpoint": identity.get("base_url") or identity.get("endpoint") or None,
             "concurrency": concurrency,
             "requests": report.to_dict(),
             "parse_repairs": dict(sorted(parse_stats.items())),
@@ -347,6 +469,7 @@ def annotate_docs(
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     prices: dict[str, Any] | None = None,
+    labels: LabelScheme | Path | str | None = None,
 ) -> AnnotationRun:
     """Label Docs from a source: ``recorded:<set>`` or the path of a spacy-llm config.
 
@@ -361,8 +484,12 @@ def annotate_docs(
     overrides (dict | None): config overrides for a live source.
     progress (bool): show a progress bar.
     prices (dict | None): a price table, to add costs to the summary.
+    labels (LabelScheme | Path | str | None): the label scheme (or its file): the live task's
+        labels and definitions (:func:`apply_label_scheme`), the check of a recorded set's
+        labels; None keeps the config's labels and checks nothing.
     RETURNS (AnnotationRun): annotated Docs, failures and summary.
     """
+    scheme = as_scheme(labels) if labels is not None else None
     if is_recorded(source):
         return annotate_recorded(
             docs,
@@ -370,8 +497,9 @@ def annotate_docs(
             recorded_dir,
             annotator=annotator,
             prices=prices,
+            labels=scheme,
         )
-    nlp, settings = load_llm_pipeline(source, overrides)
+    nlp, settings = load_llm_pipeline(source, overrides, labels=scheme)
     annotator = annotator or settings.get("annotator") or default_annotator(source)
     concurrency = int(concurrency or settings.get("concurrency") or DEFAULT_CONCURRENCY)
     cache = AnswerCache(cache_dir) if cache_dir is not None else None

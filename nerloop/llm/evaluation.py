@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 
 from nerloop.corpus import meta
 from nerloop.eval.metrics import doc_entity_scores
+from nerloop.labels import LabelScheme, as_scheme
 from nerloop.llm.annotator import (
     RECORDED_PREFIX,
     AnnotationRun,
@@ -88,6 +89,7 @@ def evaluate_sources(
     prices: dict[str, Any] | None,
     concurrency: int | None = None,
     progress: bool = True,
+    labels: LabelScheme | Path | str | None = None,
 ) -> dict[str, Any]:
     """Label one gold sample with every source and score each.
 
@@ -100,13 +102,16 @@ def evaluate_sources(
     prices (dict | None): price table, for costs.
     concurrency (int | None): prompts in flight (default: each config's own).
     progress (bool): show progress bars.
+    labels (LabelScheme | Path | str | None): the label scheme every source uses (see
+        ``annotate_docs``); None keeps each config's labels.
     RETURNS (dict): the sample and, per source, scores, coverage, requests and cost.
     """
+    scheme = as_scheme(labels) if labels is not None else None
     pipelines = {}
     excluded: set[str] = set()
     for source in sources:
         if not is_recorded(source):
-            nlp, settings = load_llm_pipeline(source)
+            nlp, settings = load_llm_pipeline(source, labels=scheme)
             pipelines[source] = (nlp, settings)
             excluded |= prompt_example_texts(nlp)
     sample = sample_gold(gold, n_sentences, seed, excluded)
@@ -116,7 +121,11 @@ def evaluate_sources(
         for source in sources:
             if is_recorded(source):
                 run = annotate_recorded(
-                    sample, source[len(RECORDED_PREFIX) :], recorded_dir, prices=prices
+                    sample,
+                    source[len(RECORDED_PREFIX) :],
+                    recorded_dir,
+                    prices=prices,
+                    labels=scheme,
                 )
             else:
                 nlp, settings = pipelines[source]

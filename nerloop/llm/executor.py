@@ -29,11 +29,14 @@ logger = logging.getLogger("nerloop.llm")
 
 @dataclass
 class Answer:
-    """The outcome of one prompt: ``text`` or ``error``."""
+    """The outcome of one prompt: ``text`` or ``error``; ``key`` is its cache key and
+    ``finish_reason`` why the model stopped (None when the model does not say)."""
 
     text: str | None
     error: str | None = None
     from_cache: bool = False
+    key: str = ""
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -123,6 +126,7 @@ class PromptExecutor:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 usage_estimated=completion.usage_estimated,
+                finish_reason=getattr(completion, "finish_reason", None),
             )
         responses = [list(doc_responses) for doc_responses in self.model([[prompt]])]
         text = str(responses[0][0])
@@ -153,7 +157,9 @@ class PromptExecutor:
             if cached is None:
                 todo.append(key)
                 continue
-            outcomes[key] = Answer(text=cached.text, from_cache=True)
+            outcomes[key] = Answer(
+                text=cached.text, from_cache=True, key=key, finish_reason=cached.finish_reason
+            )
             report.answered_from_cache += 1
             report.usage_all.add(
                 cached.prompt_tokens, cached.completion_tokens, cached.usage_estimated
@@ -204,12 +210,14 @@ class PromptExecutor:
                     except Exception as err:  # any model error ends as a recorded failure
                         message = redact(f"{type(err).__name__}: {err}")
                         logger.debug("prompt %s failed: %s", key[:12], message)
-                        outcomes[key] = Answer(text=None, error=message)
+                        outcomes[key] = Answer(text=None, error=message, key=key)
                         report.failed += 1
                     else:
                         if self.cache is not None:
                             self.cache.put(key, answer, self.name)
-                        outcomes[key] = Answer(text=answer.text)
+                        outcomes[key] = Answer(
+                            text=answer.text, key=key, finish_reason=answer.finish_reason
+                        )
                         report.answered_now += 1
                         for usage in (report.usage_now, report.usage_all):
                             usage.add(

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from nerloop.llm.tasks.token_ner.util import DEFAULT_TAG_IDS
+from nerloop.labels import load_scheme
+from nerloop.llm.tasks.token_ner.util import tag_ids_for_labels
 
-# the study's tag ids, as the recorded answers and the token-level task use them
-TAG_IDS = DEFAULT_TAG_IDS
+# the token-level task's tag ids for the default label scheme (the study's ids)
+TAG_IDS = tag_ids_for_labels(load_scheme().labels)
 _TOKENS_LINE = re.compile(r"Tokens: '`(.*)`'\n    Return", re.DOTALL)
 
 
@@ -38,6 +39,8 @@ class FakeReply:
     delay (float): seconds to wait before answering (on top of the server's latency).
     usage (bool): include ``usage`` in a 200 body.
     hang (bool): never answer: wait until :meth:`FakeOpenAIServer.release`, then close.
+    finish_reason (str): the choice's ``finish_reason`` in a 200 body (``"length"``: the reply
+        was cut off by ``max_tokens``).
     """
 
     status: int = 200
@@ -47,6 +50,7 @@ class FakeReply:
     delay: float = 0.0
     usage: bool = True
     hang: bool = False
+    finish_reason: str = "stop"
 
 
 Responder = Callable[[str, int], FakeReply]
@@ -86,15 +90,21 @@ class Oracle:
     """Correct answers for known sentences, in the format each prompt asks for.
 
     sentences (Mapping[tuple[str, ...], Sequence[str]]): tokens -> IOB2 tags.
+    tag_ids (Optional[Mapping[str, int]]): the token task's tag ids (default ``TAG_IDS``).
     """
 
-    def __init__(self, sentences: Mapping[tuple[str, ...], Sequence[str]]):
+    def __init__(
+        self,
+        sentences: Mapping[tuple[str, ...], Sequence[str]],
+        tag_ids: Mapping[str, int] | None = None,
+    ):
         self.sentences = {tuple(tokens): list(tags) for tokens, tags in sentences.items()}
         self.by_text = {" ".join(tokens): tokens for tokens in self.sentences}
+        self.tag_ids = dict(tag_ids or TAG_IDS)
 
     def token_ner_reply(self, tokens: Sequence[str]) -> str:
         tags = self.sentences[tuple(tokens)]
-        return json.dumps({"ner_tags": [TAG_IDS[t] for t in tags], "tokens": list(tokens)})
+        return json.dumps({"ner_tags": [self.tag_ids[t] for t in tags], "tokens": list(tokens)})
 
     def ner_v3_reply(self, text: str) -> str:
         tokens = self.by_text[text]
@@ -193,7 +203,9 @@ class FakeOpenAIServer:
         self._released.wait()
 
 
-def chat_body(content: str, model: str, prompt: str, usage: bool) -> dict[str, Any]:
+def chat_body(
+    content: str, model: str, prompt: str, usage: bool, finish_reason: str = "stop"
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -203,7 +215,7 @@ def chat_body(content: str, model: str, prompt: str, usage: bool) -> dict[str, A
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
     }
@@ -263,7 +275,10 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 body = reply.body
             elif reply.status == 200:
                 content = reply.content if reply.content is not None else ""
-                body = json.dumps(chat_body(content, request.get("model", ""), prompt, reply.usage))
+                model = request.get("model", "")
+                body = json.dumps(
+                    chat_body(content, model, prompt, reply.usage, reply.finish_reason)
+                )
             else:
                 body = json.dumps({"error": {"message": f"scripted {reply.status}"}})
             try:

@@ -14,6 +14,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -42,13 +43,16 @@ class LLMRequestError(NerloopError, RuntimeError):
 
 @dataclass
 class Completion:
-    """One answered prompt: its text and token usage (``usage_estimated``: the API gave none)."""
+    """One answered prompt: its text, token usage (``usage_estimated``: the API gave none) and
+    why the model stopped (``finish_reason``: ``"stop"``, ``"length"`` when ``max_tokens`` cut
+    the reply short, ...; None when the API does not say)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     usage_estimated: bool
     attempts: int
+    finish_reason: str | None = None
 
 
 class _PauseGate:
@@ -173,10 +177,17 @@ class OpenAICompatible:
         return self._name
 
     @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
     def identity(self) -> dict[str, Any]:
-        """What decides the answer to a prompt (the cache key): model name and request fields."""
+        """What decides the answer to a prompt (the cache key): the endpoint, the model name
+        and the request fields. Two servers that serve a model under the same name (OpenAI and
+        a local vLLM, say) do not share answers."""
         return {
             "api": "openai-chat",
+            "base_url": self._base_url,
             "name": self._name,
             "config": self._config,
             "system_prompt": self._system_prompt,
@@ -246,7 +257,7 @@ class OpenAICompatible:
                 last_error, last_status = f"timeout after {self._request_timeout:g} s", None
             except requests.ConnectionError as err:
                 self._count("connection_errors")
-                last_error, last_status = f"connection error: {type(err).__name__}", None
+                last_error, last_status = f"connection error: {_connection_error(err)}", None
             else:
                 status = response.status_code
                 last_status = status
@@ -288,8 +299,10 @@ class OpenAICompatible:
         )
 
     def _completion(self, prompt: str, body: dict[str, Any], attempt: int) -> Completion:
-        message = body["choices"][0]["message"]
+        choice = body["choices"][0]
+        message = choice["message"]
         text = message.get("content") or ""
+        finish_reason = choice.get("finish_reason")
         if not isinstance(text, str):
             raise TypeError("message content is not a string")
         usage = body.get("usage") or {}
@@ -305,7 +318,14 @@ class OpenAICompatible:
             completion_tokens=int(completion_tokens),
             usage_estimated=estimated,
             attempts=attempt,
+            finish_reason=str(finish_reason) if finish_reason is not None else None,
         )
+
+
+def _connection_error(err: requests.ConnectionError) -> str:
+    """The OS's words for a connection error (``[Errno 111] Connection refused``), else its type."""
+    match = re.search(r"\[Errno -?\d+\][^'\")\]]*", str(err))
+    return match.group(0).strip() if match else type(err).__name__
 
 
 def _error_message(response: requests.Response) -> str:

@@ -2,12 +2,23 @@
 
 from nerloop.llm.tasks.token_ner.parser import TokenNERReply, parse_reply
 from nerloop.llm.tasks.token_ner.registry import make_token_ner_task
-from nerloop.llm.tasks.token_ner.task import ERROR_EXTENSION, STATS_EXTENSION, TokenNERTask
-from nerloop.llm.tasks.token_ner.util import DEFAULT_TAG_IDS, iob2_to_spans, repair_iob2
+from nerloop.llm.tasks.token_ner.task import (
+    ERROR_EXTENSION,
+    REPAIRS_EXTENSION,
+    STATS_EXTENSION,
+    TokenNERTask,
+)
+from nerloop.llm.tasks.token_ner.util import (
+    iob2_to_spans,
+    repair_iob2,
+    resolve_type,
+    study_tag_ids,
+    tag_ids_for_labels,
+)
 
 __all__ = [
-    "DEFAULT_TAG_IDS",
     "ERROR_EXTENSION",
+    "REPAIRS_EXTENSION",
     "STATS_EXTENSION",
     "TokenNERReply",
     "TokenNERTask",
@@ -15,4 +26,7 @@ __all__ = [
     "make_token_ner_task",
     "parse_reply",
     "repair_iob2",
+    "resolve_type",
+    "study_tag_ids",
+    "tag_ids_for_labels",
 ]

@@ -7,6 +7,16 @@ original tokens can be matched to the tokens it lists. Tokens that the LLM dropp
 or changed are re-aligned with :mod:`difflib` (token level, then character level inside a
 changed block); tokens it invented are ignored. What cannot be aligned is an error, which the
 task reports instead of guessing.
+
+Entity types are the task's labels (from the label scheme): a reply's type is matched to them
+by :func:`nerloop.llm.tasks.token_ner.util.resolve_type` (case, ``-``/``_``, prefixes such as
+``PERSON`` for ``PER``, and an optional synonym map).
+
+Every repair is also recorded, per sentence, in ``TokenNERReply.repairs``: one dict per repaired
+block with its ``kind`` (``dropped``, ``invented``, ``changed``, ``merged``, ``split``,
+``length_mismatch``, ``unknown_tag``, ``iob_repaired``), the original token ``positions`` and
+``tokens`` and the ``reply_tokens`` involved (``invented``: ``at``, the position they stand
+before, and the ``reply_tokens``).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from spacy.tokens import Doc
 
 from nerloop.errors import NerloopError
-from nerloop.llm.tasks.token_ner.util import TYPE_SYNONYMS, repair_iob2
+from nerloop.llm.tasks.token_ner.util import labels_of_tag_ids, repair_iob2, resolve_type
 
 if TYPE_CHECKING:
     from nerloop.llm.tasks.token_ner.task import TokenNERTask
@@ -39,6 +49,7 @@ _FENCE = re.compile(r"```[ \t]*[A-Za-z]*[ \t]*\r?\n?(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _JSON_LITERALS = {"true": "True", "false": "False", "null": "None"}
 _JSON_LITERAL_RE = re.compile(r"\b(true|false|null)\b")
+_PREFIXED = re.compile(r"^([A-Za-z])[-_](.+)$")
 
 
 class ReplyError(NerloopError, ValueError):
@@ -53,11 +64,13 @@ class TokenNERReply:
     error (str | None): why the reply could not be used.
     stats (Counter): what had to be repaired (``dropped``, ``invented``, ``changed``,
         ``merged_or_split``, ``unknown_tags``, ``repaired_iob``, ``length_mismatch``, ...).
+    repairs (list[dict]): one record per repair (see the module docstring).
     """
 
     tags: list[str] | None
     error: str | None = None
     stats: Counter = field(default_factory=Counter)
+    repairs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_responses_v1(
@@ -77,6 +90,7 @@ def parse_responses_v1(
                 [token.text for token in shard],
                 task.tag_ids,
                 min_aligned_fraction=task.min_aligned_fraction,
+                type_synonyms=task.type_synonyms,
             )
             for shard, response in zip(shards_for_doc, responses_for_doc)
         ]
@@ -88,6 +102,7 @@ def parse_reply(
     tag_ids: Mapping[str, int],
     *,
     min_aligned_fraction: float = 0.5,
+    type_synonyms: Mapping[str, str] | None = None,
 ) -> TokenNERReply:
     """One reply to one tag per token.
 
@@ -95,21 +110,31 @@ def parse_reply(
     tokens (Sequence[str]): the tokens the prompt listed.
     tag_ids (Mapping[str, int]): tag name -> id, as given in the prompt.
     min_aligned_fraction (float): below this share of tokens matched to the reply, it is an error.
-    RETURNS (TokenNERReply): the repaired IOB2 tags, or the error.
+    type_synonyms (Optional[Mapping[str, str]]): reply entity type -> label (``{"GPE": "LOC"}``).
+    RETURNS (TokenNERReply): the repaired IOB2 tags, or the error, with what was repaired.
     """
     stats: Counter = Counter(tokens=len(tokens))
+    repairs: list[dict[str, Any]] = []
+    known_types = labels_of_tag_ids(tag_ids)
     try:
-        reply_tokens, raw_tags = coerce_reply(extract_json(reply))
+        value = extract_json(reply, known_types, type_synonyms)
+        reply_tokens, raw_tags = coerce_reply(
+            value, known_types=known_types, synonyms=type_synonyms
+        )
         tags = []
+        unknown = []
         for raw in raw_tags:
-            tag = normalize_tag(raw, tag_ids)
+            tag = normalize_tag(raw, tag_ids, type_synonyms)
             if tag is None:
                 stats["unknown_tags"] += 1
+                unknown.append(raw if isinstance(raw, (int, float, str)) else str(raw))
                 tag = "O"
             tags.append(tag)
-        aligned = align_tags(tokens, reply_tokens, tags, stats)
+        if unknown:
+            repairs.append({"kind": "unknown_tag", "values": unknown})
+        aligned = align_tags(tokens, reply_tokens, tags, stats, repairs)
     except ReplyError as err:
-        return TokenNERReply(tags=None, error=str(err), stats=stats)
+        return TokenNERReply(tags=None, error=str(err), stats=stats, repairs=repairs)
     n_aligned = sum(tag is not None for tag in aligned)
     stats["aligned"] = n_aligned
     if tokens and n_aligned < min_aligned_fraction * len(tokens):
@@ -117,31 +142,62 @@ def parse_reply(
             tags=None,
             error=f"only {n_aligned} of {len(tokens)} tokens could be aligned to the reply",
             stats=stats,
+            repairs=repairs,
         )
-    repaired, n_repaired = repair_iob2([tag or "O" for tag in aligned])
+    before = [tag or "O" for tag in aligned]
+    repaired, n_repaired = repair_iob2(before)
     stats["repaired_iob"] = n_repaired
-    return TokenNERReply(tags=repaired, stats=stats)
+    if n_repaired:
+        positions = [i for i, (old, new) in enumerate(zip(before, repaired)) if old != new]
+        repairs.append(
+            {
+                "kind": "iob_repaired",
+                "positions": positions,
+                "tokens": [tokens[i] for i in positions],
+                "tags": [before[i] for i in positions],
+            }
+        )
+    return TokenNERReply(tags=repaired, stats=stats, repairs=repairs)
 
 
 # -- finding the JSON -------------------------------------------------------------------------
 
 
-def extract_json(text: str) -> Any:
-    """The first JSON (or Python-literal) object or list in ``text`` that looks like a reply."""
+def extract_json(
+    text: str,
+    known_types: Sequence[str] = (),
+    synonyms: Mapping[str, str] | None = None,
+) -> Any:
+    """The first JSON (or Python-literal) object or list in ``text`` that looks like a reply.
+
+    text (str): the raw reply.
+    known_types (Sequence[str]): the task's labels (a bare ``{"EU": "ORG"}`` map needs them).
+    synonyms (Optional[Mapping[str, str]]): reply entity type -> label.
+    RETURNS (Any): the parsed value.
+    """
     chunks = [match.group(1) for match in _FENCE.finditer(text)] + [text]
     found_any = False
     for chunk in chunks:
+        top_level_from = 0  # where the last complete top-level value ended
         for start, char in enumerate(chunk):
             if char not in "{[":
                 continue
             end = _balanced_end(chunk, start)
             if end is None:
+                if start >= top_level_from:
+                    # An outermost bracket that never closes: the reply was cut off; a complete
+                    # list inside it (the tags before the cut tokens) is not the whole reply.
+                    raise ReplyError(
+                        f"no complete JSON object in the reply: the {char!r} at character "
+                        f"{start} is never closed (cut off?)"
+                    )
                 continue
+            top_level_from = max(top_level_from, end)
             value = _loads_lenient(chunk[start:end])
             if value is None:
                 continue
             found_any = True
-            if _looks_like_reply(value):
+            if _looks_like_reply(value, known_types, synonyms):
                 return value
     if found_any:
         raise ReplyError("the reply's JSON has no list of tags")
@@ -189,9 +245,11 @@ def _loads_lenient(text: str) -> Any:
         return None
 
 
-def _looks_like_reply(value: Any) -> bool:
+def _looks_like_reply(
+    value: Any, known_types: Sequence[str], synonyms: Mapping[str, str] | None
+) -> bool:
     try:
-        coerce_reply(value)
+        coerce_reply(value, known_types=known_types, synonyms=synonyms)
     except ReplyError:
         return False
     return True
@@ -200,13 +258,25 @@ def _looks_like_reply(value: Any) -> bool:
 # -- reading tokens and tags ------------------------------------------------------------------
 
 
-def coerce_reply(value: Any, _depth: int = 0) -> tuple[list[str] | None, list[Any]]:
+def coerce_reply(
+    value: Any,
+    _depth: int = 0,
+    *,
+    known_types: Sequence[str] = (),
+    synonyms: Mapping[str, str] | None = None,
+) -> tuple[list[str] | None, list[Any]]:
     """Tokens (None when the reply gives none) and raw tags from the reply's JSON value.
 
     Accepts ``{"tokens": [...], "ner_tags": [...]}`` (also ``tags``/``labels``/``words``, any
     case, possibly wrapped in one more object), ``[[token, tag], ...]``,
     ``[{"token": ..., "tag": ...}, ...]``, ``{token: tag, ...}`` and a bare list of tags.
+    ``known_types`` (the task's labels) and ``synonyms`` decide whether a bare type name such
+    as ``"ORG"`` can be a tag.
     """
+
+    def tag_like(item: Any) -> bool:
+        return _is_tag_like(item, known_types, synonyms)
+
     if isinstance(value, dict):
         lowered = {str(key).strip().lower(): item for key, item in value.items()}
         tags = next((lowered[k] for k in TAG_KEYS if k in lowered), None)
@@ -217,11 +287,13 @@ def coerce_reply(value: Any, _depth: int = 0) -> tuple[list[str] | None, list[An
             for item in value.values():
                 if isinstance(item, (dict, list)):
                     try:
-                        return coerce_reply(item, _depth + 1)
+                        return coerce_reply(
+                            item, _depth + 1, known_types=known_types, synonyms=synonyms
+                        )
                     except ReplyError:
                         continue
         if value and all(_is_scalar_tag(item) for item in value.values()):
-            if any(_is_tag_like(item) for item in value.values()):
+            if any(tag_like(item) for item in value.values()):
                 return [str(key) for key in value], list(value.values())
     elif isinstance(value, list) and value:
         if all(isinstance(item, (list, tuple)) and len(item) == 2 for item in value):
@@ -238,7 +310,7 @@ def coerce_reply(value: Any, _depth: int = 0) -> tuple[list[str] | None, list[An
                 tags.append(lowered[tag_key])
             else:
                 return tokens, tags
-        if all(_is_scalar_tag(item) and _is_tag_like(item) for item in value):
+        if all(_is_scalar_tag(item) and tag_like(item) for item in value):
             return None, list(value)
     raise ReplyError("the reply's JSON has no list of tags")
 
@@ -247,8 +319,11 @@ def _is_scalar_tag(value: Any) -> bool:
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
-def _is_tag_like(value: Any) -> bool:
-    """Whether a value could be a tag at all (an id or a tag/type name), whatever the id map."""
+def _is_tag_like(
+    value: Any, known_types: Sequence[str] = (), synonyms: Mapping[str, str] | None = None
+) -> bool:
+    """Whether a value could be a tag at all (an id, a prefixed tag or one of the task's types),
+    whatever the id map."""
     if isinstance(value, int) and not isinstance(value, bool):
         return 0 <= value < 100
     if isinstance(value, str):
@@ -258,20 +333,23 @@ def _is_tag_like(value: Any) -> bool:
         prefix, sep, entity_type = text.partition("-")
         if sep and prefix in BIOES_PREFIXES:
             return True
-        return TYPE_SYNONYMS.get(text, text) in {"PER", "ORG", "LOC", "MISC"}
+        return resolve_type(text, known_types, synonyms) is not None
     return False
 
 
-def normalize_tag(value: Any, tag_ids: Mapping[str, int]) -> str | None:
+def normalize_tag(
+    value: Any, tag_ids: Mapping[str, int], synonyms: Mapping[str, str] | None = None
+) -> str | None:
     """An IOB2 tag from an id, an id string or a tag name; None when it is no known tag.
 
     value (Any): what the reply gave for one token.
     tag_ids (Mapping[str, int]): tag name -> id, as given in the prompt.
+    synonyms (Optional[Mapping[str, str]]): reply entity type -> label (see ``resolve_type``).
     RETURNS (str | None): e.g. ``"B-PER"`` or ``"O"``. A bare type (``"PER"``) is read as IO
         scheme (``"I-PER"``), which IOB2 repair turns into ``B-`` where an entity starts.
     """
     id_to_tag = {tag_id: tag for tag, tag_id in tag_ids.items()}
-    known_types = {tag[2:] for tag in tag_ids if tag != "O"}
+    known_types = labels_of_tag_ids(tag_ids)
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -280,20 +358,20 @@ def normalize_tag(value: Any, tag_ids: Mapping[str, int]) -> str | None:
         return id_to_tag.get(value)
     if not isinstance(value, str):
         return None
-    text = value.strip().strip("'\"`").upper().replace("_", "-")
+    text = value.strip().strip("'\"`")
     if text.isdigit():
         return id_to_tag.get(int(text))
-    if text in OUTSIDE_SPELLINGS:
+    if text.upper() in OUTSIDE_SPELLINGS:
         return "O"
-    prefix, sep, entity_type = text.partition("-")
-    if sep and len(prefix) == 1:
-        entity_type = TYPE_SYNONYMS.get(entity_type, entity_type)
-        iob = BIOES_PREFIXES.get(prefix)
-        if iob is None or entity_type not in known_types:
+    prefixed = _PREFIXED.match(text)
+    if prefixed:
+        iob = BIOES_PREFIXES.get(prefixed.group(1).upper())
+        entity_type = resolve_type(prefixed.group(2), known_types, synonyms)
+        if iob is None or entity_type is None:
             return None
         return f"{iob}-{entity_type}"
-    entity_type = TYPE_SYNONYMS.get(text, text)
-    return f"I-{entity_type}" if entity_type in known_types else None
+    entity_type = resolve_type(text, known_types, synonyms)
+    return f"I-{entity_type}" if entity_type is not None else None
 
 
 # -- aligning to the original tokens ---------------------------------------------------------
@@ -308,6 +386,7 @@ def align_tags(
     reply_tokens: Sequence[str] | None,
     tags: Sequence[str],
     stats: Counter,
+    repairs: list[dict[str, Any]] | None = None,
 ) -> list[str | None]:
     """One tag (or None where no reply token matches) per original token.
 
@@ -316,17 +395,41 @@ def align_tags(
     tags (Sequence[str]): the reply's tags, normalised, one per reply token.
     stats (Counter): updated with ``dropped``, ``invented``, ``changed``, ``merged_or_split``
         and ``length_mismatch``.
+    repairs (Optional[list[dict]]): if given, one record per repaired block is appended
+        (``kind``, original ``positions`` and ``tokens``, ``reply_tokens``).
     RETURNS (list[str | None]): aligned tags, possibly invalid IOB2 (repaired afterwards).
     """
+    records: list[dict[str, Any]] = repairs if repairs is not None else []
+
+    def record(kind: str, i1: int, i2: int, reply: Sequence[str] = ()) -> None:
+        row: dict[str, Any] = {
+            "kind": kind,
+            "positions": list(range(i1, i2)),
+            "tokens": list(tokens[i1:i2]),
+        }
+        if kind != "dropped":
+            row["reply_tokens"] = list(reply)
+        records.append(row)
+
     if reply_tokens is None or len(reply_tokens) != len(tags):
         if len(tags) == len(tokens):
             # No usable tokens, but one tag per original token: take them by position.
             if reply_tokens is not None:
                 stats["length_mismatch"] += 1
+                records.append(
+                    {
+                        "kind": "length_mismatch",
+                        "reply_tokens": len(reply_tokens),
+                        "tags": len(tags),
+                    }
+                )
             return list(tags)
         if reply_tokens is None:
             raise ReplyError(f"the reply has {len(tags)} tags for {len(tokens)} tokens")
         stats["length_mismatch"] += 1
+        records.append(
+            {"kind": "length_mismatch", "reply_tokens": len(reply_tokens), "tags": len(tags)}
+        )
         n = min(len(reply_tokens), len(tags))
         reply_tokens, tags = reply_tokens[:n], tags[:n]
     if [_norm(t) for t in reply_tokens] == [_norm(t) for t in tokens]:
@@ -340,16 +443,27 @@ def align_tags(
             aligned[i1:i2] = tags[j1:j2]
         elif opcode == "delete":
             stats["dropped"] += i2 - i1
+            record("dropped", i1, i2)
         elif opcode == "insert":
             stats["invented"] += j2 - j1
+            # "at": the original position the invented tokens stand before
+            records.append(
+                {"kind": "invented", "at": i1, "reply_tokens": list(reply_tokens[j1:j2])}
+            )
         elif i2 - i1 == j2 - j1:
             aligned[i1:i2] = tags[j1:j2]
             stats["changed"] += i2 - i1
+            record("changed", i1, i2, reply_tokens[j1:j2])
         else:
             block = _align_by_characters(tokens[i1:i2], reply_tokens[j1:j2], tags[j1:j2])
             aligned[i1:i2] = block
             stats["merged_or_split"] += sum(tag is not None for tag in block)
             stats["dropped"] += sum(tag is None for tag in block)
+            kind = "merged" if j2 - j1 < i2 - i1 else "split"
+            record(kind, i1, i2, reply_tokens[j1:j2])
+            for offset, tag in enumerate(block):
+                if tag is None:
+                    record("dropped", i1 + offset, i1 + offset + 1)
     return aligned
 
 

@@ -21,10 +21,12 @@ from nerloop.llm.tasks.token_ner.util import iob2_to_spans
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 DEFAULT_TOKEN_NER_TEMPLATE_V1 = (TEMPLATE_DIR / "token_ner.v1.jinja").read_text(encoding="utf8")
 
-# Doc extensions through which the task reports, per Doc, what its parser had to do.
+# Doc extensions through which the task reports, per Doc, what its parser had to do: the error
+# (None when the reply was used), the repair counts, and one record per repair.
 ERROR_EXTENSION = "nerloop_llm_error"
 STATS_EXTENSION = "nerloop_llm_stats"
-for _name in (ERROR_EXTENSION, STATS_EXTENSION):
+REPAIRS_EXTENSION = "nerloop_llm_repairs"
+for _name in (ERROR_EXTENSION, STATS_EXTENSION, REPAIRS_EXTENSION):
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)
 
@@ -56,17 +58,21 @@ class TokenNERTask(BuiltinTask):
         shard_mapper: ShardMapper,
         shard_reducer: ShardReducer[Self],
         scorer: Scorer,
+        type_synonyms: dict[str, str] | None = None,
     ):
         """Token-level NER: the prompt lists the tokens, the LLM answers one tag id per token.
 
         parse_responses (TaskResponseParser[Self]): parses replies into one tag per token.
         prompt_example_type (Type[FewshotExample[Self]]): type of few-shot examples.
         template (str): the Jinja prompt template (receives ``tokens`` and ``tag_ids``).
-        tag_ids (Dict[str, int]): IOB2 tag -> id, as listed in the prompt.
+        tag_ids (Dict[str, int]): IOB2 tag -> id, as listed in the prompt (from the label
+            scheme, see ``registry.make_token_ner_task``).
         min_aligned_fraction (float): a reply matching fewer of the tokens is an error.
         shard_mapper (ShardMapper): maps Docs to shards if a prompt exceeds the context.
         shard_reducer (ShardReducer[Self]): fuses shards back into one Doc.
         scorer (Scorer): scorer for ``nlp.evaluate``.
+        type_synonyms (Optional[Dict[str, str]]): reply entity type -> label, e.g.
+            ``{"GPE": "LOC"}``; tried before the built-in matching of spellings.
         """
         super().__init__(
             parse_responses=parse_responses,
@@ -82,12 +88,17 @@ class TokenNERTask(BuiltinTask):
             if tag != "O" and not (tag.startswith(("B-", "I-")) and len(tag) > 2):
                 raise SettingsError(f"tag {tag!r} is not an IOB2 tag")
         self._tag_ids = dict(tag_ids)
+        self._type_synonyms = dict(type_synonyms or {})
         self._min_aligned_fraction = min_aligned_fraction
         self._scorer = scorer
 
     @property
     def tag_ids(self) -> dict[str, int]:
         return self._tag_ids
+
+    @property
+    def type_synonyms(self) -> dict[str, str]:
+        return self._type_synonyms
 
     @property
     def min_aligned_fraction(self) -> float:
@@ -108,7 +119,8 @@ class TokenNERTask(BuiltinTask):
         """Set the parsed entities on each Doc; report errors and repairs in Doc extensions.
 
         A Doc whose reply (or one of whose shards' replies) cannot be used gets no entities
-        and ``doc._.nerloop_llm_error`` set; ``doc._.nerloop_llm_stats`` counts the repairs.
+        and ``doc._.nerloop_llm_error`` set; ``doc._.nerloop_llm_stats`` counts the repairs and
+        ``doc._.nerloop_llm_repairs`` lists them (token positions relative to the whole Doc).
         """
         shards_teed = self._tee_2d_iterable(shards, 2)
         for shards_for_doc, replies_for_doc in zip(
@@ -116,8 +128,18 @@ class TokenNERTask(BuiltinTask):
         ):
             errors: list[str] = []
             stats: Counter = Counter()
+            repairs: list[dict[str, Any]] = []
+            offset = 0
+            shards_for_doc = list(shards_for_doc)
             for shard, reply in zip(shards_for_doc, replies_for_doc):
                 stats.update(reply.stats)
+                for record in reply.repairs:
+                    if offset and "positions" in record:
+                        record = {**record, "positions": [p + offset for p in record["positions"]]}
+                    if offset and "at" in record:
+                        record = {**record, "at": record["at"] + offset}
+                    repairs.append(record)
+                offset += len(shard)
                 if reply.tags is None:
                     errors.append(reply.error or "unusable reply")
                     shard.set_ents([], default="outside")
@@ -128,6 +150,7 @@ class TokenNERTask(BuiltinTask):
                 doc.set_ents([], default="outside")
             doc._.set(ERROR_EXTENSION, "; ".join(errors) if errors else None)
             doc._.set(STATS_EXTENSION, dict(stats))
+            doc._.set(REPAIRS_EXTENSION, repairs)
             yield doc
 
     def scorer(self, examples: Iterable[Example]) -> dict[str, Any]:
@@ -135,4 +158,4 @@ class TokenNERTask(BuiltinTask):
 
     @property
     def _cfg_keys(self) -> list[str]:
-        return ["_template", "_tag_ids", "_min_aligned_fraction"]
+        return ["_template", "_tag_ids", "_type_synonyms", "_min_aligned_fraction"]

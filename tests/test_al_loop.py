@@ -15,11 +15,16 @@ import pytest
 from nerloop.al import compare as al_compare
 from nerloop.al.checkpoints import CheckpointStore, ResumeError
 from nerloop.al.loop import LoopSettings, run_loop, stop_reason
-from tests.tiny_corpus import write_tiny_corpus
+from nerloop.al.scoring import score_pool
+from nerloop.al.strategies import MissingLlmLabelsError, make_strategy
+from nerloop.errors import SettingsError
+from nerloop.eval.pipeline import load_pipeline
+from tests.tiny_corpus import cheap_docs, gold_docs, write_tiny_corpus
 
 ROOT = Path(__file__).parent.parent
 TINY_CONFIG = ROOT / "configs" / "tagger_tiny.cfg"
 INITIAL_EXPERTS = (10, 11)
+LENGTHS = {doc.user_data["sent_id"]: len(doc) for doc in gold_docs(40)}  # 5, 6, 7 or 5 tokens
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +123,16 @@ def test_checkpoints_manifests_and_history(uninterrupted: Path) -> None:
     assert history["chosen"]["rule"] == "highest dev F1 (earliest on ties)"
     best = max(m["dev"]["f1"] for m in found)
     assert history["chosen"]["dev"]["f1"] == best
+    # the experts' effort in tokens: each selected sentence's, and cumulative in the history
+    for manifest, entry in zip(found, history["iterations"], strict=True):
+        assert [row["n_tokens"] for row in manifest["selected"]] == [
+            LENGTHS[i] for i in manifest["added_ids"]
+        ]
+        assert entry["n_added_tokens"] == sum(LENGTHS[i] for i in manifest["all_added_ids"])
+        assert entry["n_expert_tokens_total"] == entry["n_added_tokens"] + 7 + 5  # 10 and 11
+    assert history["chosen"]["n_added_tokens"] == sum(
+        LENGTHS[i] for i in found[history["chosen"]["iteration"]]["all_added_ids"]
+    )
 
 
 def test_rerun_with_more_iterations_runs_only_the_new_one(corpus, uninterrupted, tmp_path) -> None:
@@ -197,6 +212,74 @@ def test_random_strategy_with_pool_sample_and_diversity(corpus, tmp_path: Path) 
     assert manifests(tmp_path / "a")[1]["scoring"]["n_sentences"] == 12
 
 
+def test_token_budget_loop_records_the_tokens_of_the_selected_sentences(
+    corpus, tmp_path: Path
+) -> None:
+    settings = tiny_settings(
+        corpus, strategy="entropy-per-token", budget_unit="tokens", batch_to_add=12
+    )
+    history = run_loop(settings, tmp_path, progress=False)
+    found = manifests(tmp_path)
+    assert [m["settings"]["budget_unit"] for m in found] == ["tokens"] * 3
+    assert found[1]["strategy"] == "EntropyPerToken(sentence_overhead_tokens=2.0)"
+    total = 0
+    for manifest, entry in zip(found[1:], history["iterations"][1:], strict=True):
+        lengths = [LENGTHS[i] for i in manifest["added_ids"]]
+        assert [row["n_tokens"] for row in manifest["selected"]] == lengths
+        assert sum(lengths) <= 12 and len(lengths) >= 1
+        # filled greedily: no unselected sentence with other words would still fit
+        texts = {row["text"] for row in manifest["selected"]}
+        left = 12 - sum(lengths)
+        unused = set(range(10, 40)) - set(INITIAL_EXPERTS) - set(manifest["all_added_ids"])
+        assert all(
+            LENGTHS[i] > left
+            for i in unused
+            if " ".join(t.text for t in gold_docs(40)[i]) not in texts
+        )
+        total += sum(lengths)
+        assert entry["n_added_tokens"] == total
+        assert entry["n_added"] == len(manifest["all_added_ids"])
+        assert (
+            manifest["checkpoint"] == f"active_iter_{entry['iteration']}_added_{entry['n_added']}"
+        )
+    assert history["iterations"][0]["n_added_tokens"] == 0
+
+
+def test_llm_disagreement_needs_the_cheap_pool(corpus, tmp_path: Path) -> None:
+    settings = tiny_settings(corpus, strategy="llm-disagreement")  # pool auto: rest here
+    with pytest.raises(MissingLlmLabelsError, match=r"this pool has none.*\[mix\] pool = cheap"):
+        run_loop(settings, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(SettingsError, match="budget_unit must be one of sentences, tokens"):
+        tiny_settings(corpus, budget_unit="words")
+
+
+def test_llm_disagreement_loop_scores_the_cheap_labels(corpus, tmp_path: Path) -> None:
+    settings = tiny_settings(
+        corpus, strategy="llm-disagreement", pool="cheap", initial_expert_ids=(0, 1)
+    )
+    history = run_loop(replace(settings, max_iterations=1), tmp_path, progress=False)
+    assert history["pool"] == {"setting": "cheap", "size": 10}
+    manifest = manifests(tmp_path)[1]
+    assert manifest["strategy"] == "LlmDisagreement()"
+    assert manifest["scoring"]["n_sentences"] == 8
+    # the scores are those of the iteration-0 model against the cheap (LLM) labels
+    nlp = load_pipeline(tmp_path / "checkpoints" / "active_iter_0_added_0")
+    candidates = list(range(2, 10))
+    scored = score_pool(
+        nlp,
+        [gold_docs(10)[i] for i in candidates],
+        make_strategy("llm-disagreement"),
+        llm_docs=cheap_docs(candidates),
+        progress=False,
+    )
+    expected = dict(zip(scored.sent_ids, scored.scores.tolist(), strict=True))
+    for row in manifest["selected"]:
+        assert row["score"] == pytest.approx(expected[row["sent_id"]], abs=1e-6)
+    best = sorted(candidates, key=lambda i: (-expected[i], i))[0]
+    assert manifest["added_ids"][0] == best
+
+
 def test_comparison_table_counts_sentences_to_target_and_ratio() -> None:
     def history(name: str, curve: list[tuple[int, float]]) -> dict:
         iterations = [
@@ -231,6 +314,50 @@ def test_comparison_table_counts_sentences_to_target_and_ratio() -> None:
     assert rows["margin"]["ratio_to_random"] is None
     assert rows["entropy"]["curve_area"] == pytest.approx((0.5 + 0.6 + 0.8 + 0.85) / 4)
     assert rows["entropy"]["iterations"] == 3 and rows["entropy"]["best_dev_f1"] == 0.85
+    # histories without token counts (recorded before them) and no gold F1: None, not an error
+    assert rows["entropy"]["tokens_to_target"] is None
+    assert rows["entropy"]["sentences_to_90pct"] is None
+
+
+def test_comparison_counts_tokens_and_the_90_and_95_percent_targets() -> None:
+    def history(curve: list[tuple[int, int, float]]) -> dict:
+        iterations = [
+            {
+                "iteration": i,
+                "n_added": n,
+                "n_added_tokens": tokens,
+                "dev": {"f1": f1},
+                "seconds": {"iteration": 2.0},
+                "scoring": {"sentences_per_second": 100.0},
+            }
+            for i, (n, tokens, f1) in enumerate(curve)
+        ]
+        best = max(iterations, key=lambda e: e["dev"]["f1"])
+        return {
+            "strategy": "s",
+            "n_initial_expert": 5,
+            "stopped": "max iterations",
+            "iterations": iterations,
+            "chosen": {"checkpoint": f"active_iter_{best['iteration']}", "dev": best["dev"]},
+        }
+
+    histories = {
+        "entropy-per-token": history([(0, 0, 0.5), (12, 100, 0.725), (30, 200, 0.77)]),
+        "random": history([(0, 0, 0.5), (7, 100, 0.6), (14, 200, 0.73), (21, 300, 0.8)]),
+    }
+    # gold dev F1 0.8: 90% is 0.72, 95% is 0.76
+    rows = {row["strategy"]: row for row in al_compare.compare_histories(histories, 0.7, 0.8)}
+    ours, random = rows["entropy-per-token"], rows["random"]
+    assert (ours["sentences_to_target"], ours["tokens_to_target"]) == (12, 100)
+    assert (random["sentences_to_target"], random["tokens_to_target"]) == (14, 200)
+    assert ours["ratio_to_random"] == 12 / 14 and ours["tokens_ratio_to_random"] == 0.5
+    assert (ours["sentences_to_90pct"], ours["tokens_to_90pct"]) == (12, 100)
+    assert (ours["sentences_to_95pct"], ours["tokens_to_95pct"]) == (30, 200)
+    assert (random["sentences_to_90pct"], random["tokens_to_90pct"]) == (14, 200)
+    assert (random["sentences_to_95pct"], random["tokens_to_95pct"]) == (21, 300)
+    assert ours["final_n_added_tokens"] == 200
+    without_gold = al_compare.compare_histories(histories, 0.7)[0]
+    assert without_gold["tokens_to_target"] == 100 and without_gold["tokens_to_95pct"] is None
 
 
 def test_compare_strategies_end_to_end(corpus, uninterrupted: Path, tmp_path: Path) -> None:
@@ -243,6 +370,9 @@ def test_compare_strategies_end_to_end(corpus, uninterrupted: Path, tmp_path: Pa
     settings = replace(settings, initial_epochs=None)
     target = al_compare.resolve_target(gold_metrics, 0.95, None)
     assert target["f1"] == pytest.approx(0.475)
+    assert target["fractions"] == pytest.approx({"90pct": 0.45, "95pct": 0.475})
+    given = al_compare.resolve_target(gold_metrics, 0.95, 0.3)
+    assert (given["f1"], given["description"], given["reference"]["f1"]) == (0.3, "given", 0.5)
     result = al_compare.run_comparison(
         settings,
         tmp_path / "compare",
@@ -256,11 +386,32 @@ def test_compare_strategies_end_to_end(corpus, uninterrupted: Path, tmp_path: Pa
     start = {name: curve[0]["dev"]["f1"] for name, curve in result["curves"].items()}
     assert start["entropy"] == start["random"]  # the same initial model
     assert [p["n_added"] for p in result["curves"]["random"]] == [0, 3]
+    # the experts' effort in tokens: the curves, the rows, the 90% and 95% targets
+    random_history = json.loads((tmp_path / "compare" / "random" / "history.json").read_text())
+    added = random_history["iterations"][1]["added_ids"]
+    assert [p["n_added_tokens"] for p in result["curves"]["random"]] == [
+        0,
+        sum(LENGTHS[i] for i in added),
+    ]
+    for row in result["rows"]:
+        curve = result["curves"][row["strategy"]]
+        assert row["final_n_added_tokens"] == curve[-1]["n_added_tokens"]
+        for key, f1 in (("target", 0.475), ("90pct", 0.45), ("95pct", 0.475)):
+            reached = [p for p in curve if p["dev"]["f1"] >= f1]
+            sentences = reached[0]["n_added"] if reached else None
+            tokens = reached[0]["n_added_tokens"] if reached else None
+            assert row[f"sentences_to_{key}"] == sentences, (row["strategy"], key)
+            assert row[f"tokens_to_{key}"] == tokens, (row["strategy"], key)
+    saved = json.loads((tmp_path / "compare" / "comparison.json").read_text())
+    assert saved["rows"] == result["rows"] and "95pct" in saved["target"]["fractions"]
     for name in ("comparison.json", "comparison.md", "comparison.png"):
         assert (tmp_path / "compare" / name).stat().st_size > 0
     assert (tmp_path / "compare" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     table = (tmp_path / "compare" / "comparison.md").read_text()
     assert "| entropy |" in table and "| random |" in table
+    assert "| strategy | 90% (0.4500): sentences | tokens | 95% (0.4750): sentences | tokens |" in (
+        table
+    )
     # only the chosen checkpoint of the chosen strategy is scored on test
     assert result["test"]["strategy"] == "entropy"
     assert (tmp_path / "compare" / "entropy" / "test_metrics.json").exists()

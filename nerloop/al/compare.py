@@ -2,13 +2,14 @@
 strategy (entropy, the others, and the random baseline).
 
 Writes one PNG with dev F1 against expert sentences added for every strategy on the same axes, and
-a table (Markdown and JSON) of the expert sentences each strategy needed to reach a target dev F1
-(by default 95% of the gold model's, read from a metrics JSON such as ``metrics/gold.json``) and
-their ratio to random. Each strategy's loop runs in its own folder and resumes like ``al_loop``.
-Test is never used to compare or choose: only the chosen checkpoint (highest dev F1) of one
-strategy is scored on test, and only with ``--evaluate-test``. The strategies' loops run through
-``nerloop.executors.run_tasks`` (``[executor] executor``: local processes, serial or Ray, as
-in the k-fold grid).
+a table (Markdown and JSON) of the expert sentences and tokens each strategy needed to reach a
+target dev F1 (by default 95% of the gold model's, read from a metrics JSON such as
+``metrics/gold.json``) and their ratio to random, and of those needed to reach 90% and 95% of the
+gold model's dev F1 (``GOLD_FRACTIONS``) whatever the target. Each strategy's loop runs in its
+own folder and resumes like ``al_loop``. Test is never used to compare or choose: only the
+chosen checkpoint (highest dev F1) of one strategy is scored on test, and only with
+``--evaluate-test``. The strategies' loops run through ``nerloop.executors.run_tasks``
+(``[executor] executor``: local processes, serial or Ray, as in the k-fold grid).
 """
 
 from __future__ import annotations
@@ -40,15 +41,32 @@ from nerloop.settings import write_resolved
 
 DEFAULT_STRATEGIES = tuple(STRATEGIES)
 RANDOM = "random"
+# The shares of the gold model's dev F1 every comparison reports the effort to reach.
+GOLD_FRACTIONS = (0.9, 0.95)
+
+
+def fraction_name(fraction: float) -> str:
+    """``90pct`` for 0.9: the suffix of a row's ``sentences_to_…`` and ``tokens_to_…`` keys."""
+    return f"{100 * fraction:g}pct"
+
+
+def _effort_to_reach(history: dict[str, Any], target_f1: float, key: str) -> int | None:
+    for entry in history["iterations"]:
+        if entry["dev"]["f1"] >= target_f1:
+            return None if entry.get(key) is None else int(entry[key])
+    return None
 
 
 def sentences_to_reach(history: dict[str, Any], target_f1: float) -> int | None:
     """Expert sentences added (by the loop) at the first iteration whose dev F1 reaches
     ``target_f1``; None when no iteration does."""
-    for entry in history["iterations"]:
-        if entry["dev"]["f1"] >= target_f1:
-            return int(entry["n_added"])
-    return None
+    return _effort_to_reach(history, target_f1, "n_added")
+
+
+def tokens_to_reach(history: dict[str, Any], target_f1: float) -> int | None:
+    """The tokens of the expert sentences added at the first iteration whose dev F1 reaches
+    ``target_f1``; None when no iteration does (or the history predates token counts)."""
+    return _effort_to_reach(history, target_f1, "n_added_tokens")
 
 
 def curve_area(history: dict[str, Any]) -> float:
@@ -57,23 +75,47 @@ def curve_area(history: dict[str, Any]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _ratio(needed: int | None, random_needed: int | None) -> float | None:
+    return needed / random_needed if needed is not None and random_needed else None
+
+
 def compare_histories(
-    histories: dict[str, dict[str, Any]], target_f1: float | None
+    histories: dict[str, dict[str, Any]],
+    target_f1: float | None,
+    gold_f1: float | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per strategy: sentences needed to reach the target, their ratio to random, the
-    final and best dev F1, the learning-curve area and the speed."""
-    needed = {
-        name: sentences_to_reach(history, target_f1) if target_f1 is not None else None
-        for name, history in histories.items()
+    """One row per strategy: sentences and tokens needed to reach the target, their ratios to
+    random, the sentences and tokens needed to reach each share of ``GOLD_FRACTIONS`` of the gold
+    model's dev F1 (``sentences_to_90pct``, ``tokens_to_90pct``, ...; None without ``gold_f1``
+    or when not reached), the final and best dev F1, the learning-curve area and the speed.
+
+    histories (Dict[str, dict]): Each strategy's loop history.
+    target_f1 (Optional[float]): The target dev F1 (None: no target).
+    gold_f1 (Optional[float]): The gold model's dev F1 (None: no share of it is reported).
+    RETURNS (List[dict]): The rows, in the order of ``histories``.
+    """
+    targets = {"target": target_f1}
+    targets |= {
+        fraction_name(fraction): None if gold_f1 is None else fraction * gold_f1
+        for fraction in GOLD_FRACTIONS
     }
-    random_needed = needed.get(RANDOM)
+    needed = {
+        (name, unit, target): None if f1 is None else reach(history, f1)
+        for name, history in histories.items()
+        for unit, reach in (("sentences", sentences_to_reach), ("tokens", tokens_to_reach))
+        for target, f1 in targets.items()
+    }
     rows = []
     for name, history in histories.items():
         iterations = history["iterations"]
         later = iterations[1:]
-        ratio = None
-        if needed[name] is not None and random_needed:
-            ratio = needed[name] / random_needed
+        sentences = needed[name, "sentences", "target"]
+        tokens = needed[name, "tokens", "target"]
+        effort_to_fractions = {
+            f"{unit}_to_{fraction_name(fraction)}": needed[name, unit, fraction_name(fraction)]
+            for fraction in GOLD_FRACTIONS
+            for unit in ("sentences", "tokens")
+        }
         rows.append(
             {
                 "strategy": name,
@@ -82,12 +124,16 @@ def compare_histories(
                 "iterations": len(later),
                 "stopped": history["stopped"],
                 "final_n_added": iterations[-1]["n_added"],
+                "final_n_added_tokens": iterations[-1].get("n_added_tokens"),
                 "final_dev_f1": iterations[-1]["dev"]["f1"],
                 "best_dev_f1": history["chosen"]["dev"]["f1"],
                 "best_checkpoint": history["chosen"]["checkpoint"],
                 "curve_area": curve_area(history),
-                "sentences_to_target": needed[name],
-                "ratio_to_random": ratio,
+                "sentences_to_target": sentences,
+                "ratio_to_random": _ratio(sentences, needed.get((RANDOM, "sentences", "target"))),
+                "tokens_to_target": tokens,
+                "tokens_ratio_to_random": _ratio(tokens, needed.get((RANDOM, "tokens", "target"))),
+                **effort_to_fractions,
                 "seconds_per_iteration": (
                     sum(e["seconds"]["iteration"] for e in later) / len(later) if later else None
                 ),
@@ -105,6 +151,10 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _reached(value: int | None) -> str:
+    return "not reached" if value is None else str(value)
+
+
 def comparison_markdown(result: dict[str, Any]) -> str:
     target = result["target"]
     lines = ["# Active learning: query strategies compared (dev)", ""]
@@ -114,25 +164,49 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         lines.append("No target given: only the curves are compared.")
     lines += [
         "",
-        "| strategy | sentences added to reach the target | ratio to random | iterations "
-        "| added | final dev F1 | best dev F1 | mean dev F1 over iterations | s / iteration "
+        "| strategy | sentences added to reach the target | tokens | ratio to random (sentences) "
+        "| ratio to random (tokens) | iterations | added (sentences) | added (tokens) "
+        "| final dev F1 | best dev F1 | mean dev F1 over iterations | s / iteration "
         "| scoring sentences/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
-        reached = row["sentences_to_target"]
         lines.append(
-            f"| {row['strategy']} | {'not reached' if reached is None else reached} | "
-            f"{_number(row['ratio_to_random'], 2)} | {row['iterations']} | "
-            f"{row['final_n_added']} | {_number(row['final_dev_f1'])} | "
+            f"| {row['strategy']} | {_reached(row['sentences_to_target'])} | "
+            f"{_reached(row['tokens_to_target'])} | "
+            f"{_number(row['ratio_to_random'], 2)} | "
+            f"{_number(row['tokens_ratio_to_random'], 2)} | {row['iterations']} | "
+            f"{row['final_n_added']} | {_reached(row['final_n_added_tokens'])} | "
+            f"{_number(row['final_dev_f1'])} | "
             f"{_number(row['best_dev_f1'])} | {_number(row['curve_area'])} | "
             f"{_number(row['seconds_per_iteration'], 1)} | "
             f"{_number(row['scoring_sentences_per_second'], 1)} |"
         )
+    reference = target.get("reference")
+    if reference is not None:
+        names = [fraction_name(fraction) for fraction in GOLD_FRACTIONS]
+        shares = " | ".join(
+            f"{100 * f:g}% ({f * reference['f1']:.4f}): sentences | tokens" for f in GOLD_FRACTIONS
+        )
+        lines += [
+            "",
+            f"Expert effort to reach a share of {reference['model']}'s dev F1 "
+            f"{reference['f1']:.4f}:",
+            "",
+            f"| strategy | {shares} |",
+            "|---|" + "---:|---:|" * len(names),
+        ]
+        for row in result["rows"]:
+            cells = " | ".join(
+                f"{_reached(row[f'sentences_to_{name}'])} | {_reached(row[f'tokens_to_{name}'])}"
+                for name in names
+            )
+            lines.append(f"| {row['strategy']} | {cells} |")
     lines += [
         "",
         f"Every strategy starts from the same model with {result['n_initial_expert']} initial "
-        "expert sentences; 'sentences added' counts the sentences the loop added on top.",
+        "expert sentences; 'sentences added' counts the sentences the loop added on top, "
+        "'tokens' their tokens (the experts' effort).",
     ]
     if result.get("test"):
         test = result["test"]
@@ -165,17 +239,32 @@ def plot_comparison(
 def resolve_target(
     gold_metrics: Path | None, target_fraction: float, target_f1: float | None
 ) -> dict[str, Any]:
-    if target_f1 is not None:
-        return {"f1": target_f1, "description": "given"}
+    """The target dev F1 (``f1``, None when there is none), its ``description``, and with a
+    gold model's metrics its ``reference`` (``model``, ``f1``, ``path``) and the dev F1 of each
+    share of ``GOLD_FRACTIONS`` (``fractions``: ``{"90pct": ..., "95pct": ...}``).
+
+    gold_metrics (Optional[Path]): The gold model's metrics JSON (``{"dev": {"f1": ...}}``).
+    target_fraction (float): The target as a share of the gold model's dev F1.
+    target_f1 (Optional[float]): An absolute target instead (the reference is still read).
+    RETURNS (dict): The target.
+    """
     reference = read_dev_f1(gold_metrics)
-    if reference is None:
+    if target_f1 is not None:
+        target: dict[str, Any] = {"f1": target_f1, "description": "given"}
+    elif reference is None:
         return {"f1": None, "description": "none"}
-    return {
-        "f1": target_fraction * reference["f1"],
-        "description": f"{100 * target_fraction:g}% of {reference['model']}'s dev F1 "
-        f"{reference['f1']:.4f} ({reference['path']})",
-        "reference": reference,
-    }
+    else:
+        target = {
+            "f1": target_fraction * reference["f1"],
+            "description": f"{100 * target_fraction:g}% of {reference['model']}'s dev F1 "
+            f"{reference['f1']:.4f} ({reference['path']})",
+        }
+    if reference is not None:
+        target["reference"] = reference
+        target["fractions"] = {
+            fraction_name(fraction): fraction * reference["f1"] for fraction in GOLD_FRACTIONS
+        }
+    return target
 
 
 @dataclass(frozen=True)
@@ -303,10 +392,17 @@ def run_comparison(
         "target": target,
         "n_initial_expert": next(iter(histories.values()))["n_initial_expert"],
         "settings": {k: v for k, v in settings.to_dict().items() if k != "strategy"},
-        "rows": compare_histories(histories, target["f1"]),
+        "rows": compare_histories(
+            histories, target["f1"], (target.get("reference") or {}).get("f1")
+        ),
         "curves": {
             name: [
-                {"n_added": e["n_added"], "dev": e["dev"], "checkpoint": e["checkpoint"]}
+                {
+                    "n_added": e["n_added"],
+                    "n_added_tokens": e.get("n_added_tokens"),
+                    "dev": e["dev"],
+                    "checkpoint": e["checkpoint"],
+                }
                 for e in history["iterations"]
             ]
             for name, history in histories.items()

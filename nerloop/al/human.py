@@ -205,6 +205,11 @@ def select_for_experts(
         max_jaccard=settings.max_jaccard,
         batch_size=settings.scoring_batch_size,
         progress=progress,
+        budget_unit=settings.budget_unit,
+        # a pool of LLM-labelled sentences carries the LLM's labels (llm-disagreement)
+        llm_docs=candidates
+        if all(d.user_data.get(meta.SOURCE) == "cheap" for d in candidates)
+        else None,
     )
     chosen = selection.sent_ids
     by_id = meta.by_sent_id(candidates)

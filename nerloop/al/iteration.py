@@ -48,14 +48,15 @@ class Selection:
     scored: ScoredPool
 
     def selected(self) -> list[dict[str, Any]]:
-        """``sent_id``, ``score`` and ``text`` of each chosen sentence (a manifest's
-        ``selected``)."""
+        """``sent_id``, ``score``, ``text`` and ``n_tokens`` (the words an expert labels) of each
+        chosen sentence (a manifest's ``selected``)."""
         position = {sent_id: i for i, sent_id in enumerate(self.scored.sent_ids)}
         return [
             {
                 "sent_id": sent_id,
                 "score": float(self.scored.scores[position[sent_id]]),
                 "text": " ".join(self.scored.tokens[position[sent_id]]),
+                "n_tokens": len(self.scored.tokens[position[sent_id]]),
             }
             for sent_id in self.sent_ids
         ]
@@ -72,17 +73,22 @@ def select(
     max_jaccard: float | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    budget_unit: str = "sentences",
+    llm_docs: Sequence[Doc] | None = None,
 ) -> Selection:
     """Score the candidates with ``strategy`` and choose the next batch.
 
     nlp (Language): The model of iteration ``iteration - 1``.
     pool_docs (Sequence[Doc]): The candidates (not labelled yet; only their words are used).
     strategy (QueryStrategy): The query strategy.
-    batch_to_add (int): Sentences to choose.
+    batch_to_add (int): The batch's budget: sentences, or tokens with ``budget_unit="tokens"``.
     iteration (int): The iteration the batch is for (seeds MC dropout with ``seed + iteration``).
     seed (int): The run's seed.
     max_jaccard (Optional[float]): The diversity rule of ``select_batch``.
     batch_size (int): Sentences per scoring pass.
+    budget_unit (str): What ``batch_to_add`` counts: ``sentences`` or ``tokens``.
+    llm_docs (Optional[Sequence[Doc]]): The candidates with the LLM's labels (their cheap Docs,
+        in the order of ``pool_docs``) when the pool is the cheap set (llm-disagreement).
     RETURNS (Selection): The chosen sentence ids with every candidate's score.
     """
     scored = score_pool(
@@ -93,9 +99,15 @@ def select(
         batch_size=batch_size,
         seed=seed + iteration,
         progress=progress,
+        llm_docs=llm_docs,
     )
     chosen = select_batch(
-        scored.sent_ids, scored.scores, scored.tokens, batch_to_add, max_jaccard=max_jaccard
+        scored.sent_ids,
+        scored.scores,
+        scored.tokens,
+        batch_to_add,
+        max_jaccard=max_jaccard,
+        budget_unit=budget_unit,
     )
     return Selection(iteration=iteration, sent_ids=chosen, scored=scored)
 

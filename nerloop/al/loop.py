@@ -7,8 +7,10 @@ the cheap set plus the initial expert budget) or one trained from a config on th
 Iteration ``i >= 1``:
 
 1. score the sentences of the expert pool not labelled yet with the pipeline of iteration
-   ``i - 1`` (``nerloop.al.iteration.select``);
-2. select ``batch_to_add`` of them;
+   ``i - 1`` (``nerloop.al.iteration.select``; with the cheap set's LLM labels when the pool is
+   the cheap set and the strategy reads them, as ``llm-disagreement`` does);
+2. select ``batch_to_add`` of them: sentences, or sentences up to ``batch_to_add`` tokens with
+   ``budget_unit = "tokens"``;
 3. build the training set (``nerloop.al.iteration.update``): the cheap set, with gold labels
    for the initial expert sentences and for every sentence added so far;
 4. fine-tune the pipeline of iteration ``i - 1`` on it (warm start), or retrain from the initial
@@ -16,6 +18,10 @@ Iteration ``i >= 1``:
 5. save the checkpoint ``active_iter_{i}_added_{n}`` and its manifest (``checkpoints.py``).
 
 Steps 1-5 are the iteration the loop with real experts (``nerloop.al.human``) runs as well.
+
+Every history entry counts the experts' effort in sentences (``n_added``, ``n_expert_total``)
+and in tokens (``n_added_tokens``, ``n_expert_tokens_total``), from the added ids; each
+manifest's ``selected`` holds every chosen sentence's ``n_tokens``.
 
 The loop stops after iteration ``i`` when ``i >= min_iterations`` and the dev F1 gained over
 iteration ``i - 1`` is below ``improvement_threshold``, when ``i == max_iterations``, or when the
@@ -61,6 +67,7 @@ from nerloop.al.settings import (
     loop_settings,
     with_input_hashes,
 )
+from nerloop.al.strategies import no_llm_labels
 from nerloop.corpus import meta
 from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
 from nerloop.hub import HubSettings
@@ -114,6 +121,10 @@ class Corpora:
     pool_setting: str
     pool_ids: list[int]
 
+    def n_tokens(self, sent_ids: list[int]) -> int:
+        """The tokens of these sentences: what the experts label."""
+        return sum(len(self.gold[i]) for i in sent_ids)
+
 
 def load_corpora(settings: LoopSettings) -> Corpora:
     vocab = Vocab()
@@ -148,6 +159,8 @@ class ActiveLearningRun:
         self.fingerprint = settings.fingerprint()
         self.corpora = load_corpora(settings)
         self.initial_ids = check_expert_ids(settings.initial_expert_ids, self.corpora.pool_ids)
+        if self.strategy.needs_llm_tags and self.corpora.pool_setting != "cheap":
+            raise no_llm_labels(self.strategy)
         self.history: list[dict[str, Any]] = []
 
     # -- state ----------------------------------------------------------------------------------
@@ -182,10 +195,14 @@ class ActiveLearningRun:
             raise ResumeError(f"{self.store.folder}: a sentence was added twice")
         self.history = [self.entry(manifest) for manifest in manifests]
 
-    @staticmethod
-    def entry(manifest: dict[str, Any]) -> dict[str, Any]:
-        """The history entry of a manifest (everything but the settings)."""
-        return {k: v for k, v in manifest.items() if k not in ("settings", "fingerprint")}
+    def entry(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The history entry of a manifest: everything but the settings, with the experts'
+        effort in tokens (``n_added_tokens``, ``n_expert_tokens_total``)."""
+        entry = {k: v for k, v in manifest.items() if k not in ("settings", "fingerprint")}
+        entry["n_added_tokens"] = self.corpora.n_tokens(manifest["all_added_ids"])
+        initial_tokens = self.corpora.n_tokens(self.initial_ids)
+        entry["n_expert_tokens_total"] = initial_tokens + entry["n_added_tokens"]
+        return entry
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -247,9 +264,14 @@ class ActiveLearningRun:
     def next_iteration(self, nlp: Language, number: int) -> tuple[Language, dict[str, Any]]:
         started = time.perf_counter()
         s = self.settings
+        candidates = self.candidates(number)
+        llm_docs = None
+        if self.strategy.needs_llm_tags:  # the pool is the cheap set (checked at the start)
+            cheap = meta.by_sent_id(self.corpora.cheap)
+            llm_docs = [cheap[i] for i in candidates]
         chosen = al_iteration.select(
             nlp,
-            [self.corpora.gold[i] for i in self.candidates(number)],
+            [self.corpora.gold[i] for i in candidates],
             self.strategy,
             s.batch_to_add,
             iteration=number,
@@ -257,6 +279,8 @@ class ActiveLearningRun:
             max_jaccard=s.max_jaccard,
             batch_size=s.scoring_batch_size,
             progress=self.progress,
+            budget_unit=s.budget_unit,
+            llm_docs=llm_docs,
         )
         all_added = self.added_ids + chosen.sent_ids
         if s.from_scratch:
@@ -313,6 +337,8 @@ class ActiveLearningRun:
                 "path": str(self.store.pipeline_path(chosen["checkpoint"])),
                 "n_added": chosen["n_added"],
                 "n_expert_total": chosen["n_expert_total"],
+                "n_added_tokens": chosen["n_added_tokens"],
+                "n_expert_tokens_total": chosen["n_expert_tokens_total"],
                 "dev": chosen["dev"],
             },
             "final": self.history[-1]["checkpoint"],
@@ -436,6 +462,7 @@ def evaluate_chosen_on_test(
         "chosen_by": chosen["rule"],
         "strategy": history["strategy_name"],
         "n_expert_total": chosen["n_expert_total"],
+        "n_expert_tokens_total": chosen.get("n_expert_tokens_total"),
         "dev": chosen["dev"],
         "test": test,
         "test_path": str(test_path),

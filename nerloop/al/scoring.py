@@ -1,8 +1,9 @@
 """Run a trained pipeline over pool sentences and score them with a query strategy.
 
-``predict_pool`` gives the strategy its input (tag probabilities, the constrained-Viterbi path, and
-Monte Carlo dropout samples when the strategy needs them); ``score_pool`` times it and keeps what
-a person needs to check a selection: the words, the predicted tags and the most uncertain tokens.
+``predict_pool`` gives the strategy its input (tag probabilities, the constrained-Viterbi path,
+Monte Carlo dropout samples when the strategy needs them, and the LLM's tags when the pool
+sentences are cheap, LLM-labelled ones); ``score_pool`` times it and keeps what a person needs to
+check a selection: the words, the predicted tags and the most uncertain tokens.
 """
 
 from __future__ import annotations
@@ -19,9 +20,47 @@ from spacy.tokens import Doc
 from tqdm import tqdm
 
 from components.bio_ner import allowed_transitions, constrained_viterbi
-from nerloop.al.strategies import PoolPredictions, QueryStrategy, entropy
+from nerloop.al.strategies import PoolPredictions, QueryStrategy, entropy, no_llm_labels
 from nerloop.corpus import meta
+from nerloop.errors import NerloopError
+from nerloop.eval.metrics import doc_to_iob2
 from nerloop.eval.pipeline import tagger_of, upstream_batches
+
+
+class LlmLabelsError(NerloopError, ValueError):
+    """The LLM-labelled Docs do not match the pool or the tagger's tags."""
+
+
+def llm_tag_ids(
+    docs: Sequence[Doc], llm_docs: Sequence[Doc], tag_names: Sequence[str]
+) -> list[numpy.ndarray]:
+    """The LLM's IOB2 tags of each pool sentence as ids of the tagger's tag columns.
+
+    docs (Sequence[Doc]): The pool Docs.
+    llm_docs (Sequence[Doc]): The same sentences (same order, same words) with the LLM's
+        entities, e.g. the cheap Docs.
+    tag_names (Sequence[str]): The tagger's tags (the columns of its probabilities).
+    RETURNS (List[numpy.ndarray]): Per sentence, (n_tokens,) int64 tag ids.
+    """
+    if len(llm_docs) != len(docs):
+        raise LlmLabelsError(f"{len(docs)} pool sentences but {len(llm_docs)} LLM-labelled ones")
+    index = {name: i for i, name in enumerate(tag_names)}
+    tag_ids = []
+    for doc, llm_doc in zip(docs, llm_docs, strict=True):
+        if [t.text for t in doc] != [t.text for t in llm_doc]:
+            raise LlmLabelsError(
+                f"sentence {meta.sent_id(doc)}: the LLM-labelled Doc has other words "
+                f"({llm_doc.text!r}, not {doc.text!r})"
+            )
+        tags = doc_to_iob2(llm_doc)
+        unknown = sorted({tag for tag in tags if tag not in index})
+        if unknown:
+            raise LlmLabelsError(
+                f"sentence {meta.sent_id(doc)}: LLM tags {unknown} are not tags of the tagger "
+                f"({', '.join(tag_names)}): were the cheap labels made with another label scheme?"
+            )
+        tag_ids.append(numpy.asarray([index[tag] for tag in tags], dtype=numpy.int64))
+    return tag_ids
 
 
 def predict_pool(
@@ -34,6 +73,7 @@ def predict_pool(
     batch_size: int = 64,
     seed: int | None = None,
     progress: bool = True,
+    llm_docs: Sequence[Doc] | None = None,
 ) -> PoolPredictions:
     """The tagger's predictions for pool Docs (only their words are used).
 
@@ -46,11 +86,14 @@ def predict_pool(
     batch_size (int): Sentences per forward pass.
     seed (Optional[int]): Seeds random, numpy and torch first, so MC samples are reproducible.
     progress (bool): Show a progress bar.
+    llm_docs (Optional[Sequence[Doc]]): The pool sentences with the LLM's labels (the cheap Docs
+        of ``docs``, in their order), which fill ``llm_tags``; None when the pool has none.
     RETURNS (PoolPredictions): The predictions, in the order of ``docs``.
     """
     if seed is not None:
         util.fix_random_seed(seed)
     tagger = tagger_of(nlp)
+    llm_tags = None if llm_docs is None else llm_tag_ids(docs, llm_docs, tagger.tag_names)
     allowed, allowed_start = allowed_transitions(tagger.tag_names)
     probs: list[numpy.ndarray] = []
     samples: list[numpy.ndarray] | None = [] if mc_samples else None
@@ -71,6 +114,7 @@ def predict_pool(
         paths=paths,
         samples=samples,
         round=round,
+        llm_tags=llm_tags,
     )
 
 
@@ -146,8 +190,15 @@ def score_pool(
     batch_size: int = 64,
     seed: int | None = None,
     progress: bool = True,
+    llm_docs: Sequence[Doc] | None = None,
 ) -> ScoredPool:
-    """Predict the pool and score each sentence with ``strategy`` (timed end to end)."""
+    """Predict the pool and score each sentence with ``strategy`` (timed end to end).
+
+    llm_docs (Optional[Sequence[Doc]]): The pool sentences with the LLM's labels, as in
+        ``predict_pool`` (needed by strategies with ``needs_llm_tags``).
+    """
+    if strategy.needs_llm_tags and llm_docs is None:
+        raise no_llm_labels(strategy)
     start = time.perf_counter()
     predictions = predict_pool(
         nlp,
@@ -158,6 +209,7 @@ def score_pool(
         batch_size=batch_size,
         seed=seed,
         progress=progress,
+        llm_docs=llm_docs,
     )
     scores = strategy.score(predictions)
     seconds = time.perf_counter() - start

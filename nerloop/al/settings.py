@@ -6,7 +6,8 @@ Sections (``configs/al.cfg`` documents every key and holds the study's defaults)
 
 - ``[paths]``: the simulated loop's inputs (cheap, gold, dev DocBins, the init model or config,
   the initial expert ids, the gold model's metrics for al-compare's target);
-- ``[loop]``: the strategy, the batch, the stopping rule, seeds, pruning, the device;
+- ``[loop]``: the strategy, the batch and its unit (sentences or tokens), the stopping rule,
+  seeds, pruning, the device;
 - ``[mix]``: the expert pool setting and the loss weights of the training set;
 - ``[training]``: epochs and optimiser settings of each fine-tuning, and ``[training.overrides]``,
   spaCy ``[training]`` settings passed to ``nerloop.training.finetune``;
@@ -30,6 +31,7 @@ from typing import Any
 from confection import Config
 from spacy.vocab import Vocab
 
+from nerloop.al.selection import BUDGET_UNITS
 from nerloop.al.strategies import STRATEGIES, QueryStrategy, make_strategy
 from nerloop.corpus import meta
 from nerloop.errors import SettingsError
@@ -69,12 +71,17 @@ NOT_FINGERPRINTED = (
     "keep_checkpoints",
     "gpu_id",
 )
+# Settings added after runs were recorded, with their defaults: fingerprinted only when set to
+# something else, so a run recorded before them keeps its fingerprint and resumes.
+FINGERPRINTED_WHEN_CHANGED = {"budget_unit": "sentences", "sentence_overhead_tokens": 2.0}
 
 PATHS_KEYS = ("cheap", "gold", "dev", "init_model", "init_config", "initial_expert_ids")
 PATHS_KEYS += ("gold_metrics",)
 LOOP_KEYS = (
     "strategy",
     "batch_to_add",
+    "budget_unit",
+    "sentence_overhead_tokens",
     "improvement_threshold",
     "min_iterations",
     "max_iterations",
@@ -139,7 +146,11 @@ class IterationSettings:
     """What one iteration of active learning needs, simulated or with real experts.
 
     strategy: A name of ``nerloop.al.strategies.STRATEGIES``.
-    batch_to_add: Expert sentences added per iteration.
+    batch_to_add: The budget of each iteration's batch, in ``budget_unit``.
+    budget_unit: ``sentences`` (``batch_to_add`` sentences per batch) or ``tokens`` (sentences
+        whose tokens add up to at most ``batch_to_add``, filled greedily by score).
+    sentence_overhead_tokens: The per-sentence reading overhead, in tokens, of
+        ``entropy-per-token``.
     seed: Seeds MC dropout, the random baseline and the fine-tuning of iteration ``i``
         (``seed + i``).
     mc_samples / mc_dropout: Monte Carlo dropout for ``bald``.
@@ -154,6 +165,8 @@ class IterationSettings:
 
     strategy: str = "entropy"
     batch_to_add: int = 10
+    budget_unit: str = "sentences"
+    sentence_overhead_tokens: float = 2.0
     seed: int = 0
     mc_samples: int = 10
     mc_dropout: float = 0.1
@@ -186,12 +199,20 @@ class IterationSettings:
             raise SettingsError(f"max_jaccard must be in [0, 1], not {self.max_jaccard}")
         if not isinstance(self.training_overrides, dict):
             raise SettingsError("training_overrides must be a mapping of spaCy [training] keys")
-        make_strategy(self.strategy, mc_samples=self.mc_samples, mc_dropout=self.mc_dropout)
+        if self.budget_unit not in BUDGET_UNITS:
+            raise SettingsError(
+                f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, not {self.budget_unit!r}"
+            )
+        self.make_strategy()
 
     def make_strategy(self) -> QueryStrategy:
         """The query strategy, seeded."""
         return make_strategy(
-            self.strategy, seed=self.seed, mc_samples=self.mc_samples, mc_dropout=self.mc_dropout
+            self.strategy,
+            seed=self.seed,
+            mc_samples=self.mc_samples,
+            mc_dropout=self.mc_dropout,
+            sentence_overhead_tokens=self.sentence_overhead_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,6 +281,9 @@ class LoopSettings(IterationSettings):
     def fingerprint(self) -> str:
         """sha256 of everything that decides the selections and the models."""
         data = {k: v for k, v in self.to_dict().items() if k not in NOT_FINGERPRINTED}
+        for key, default in FINGERPRINTED_WHEN_CHANGED.items():
+            if data[key] == default:
+                del data[key]
         data["initial_epochs"] = self.resolved_initial_epochs
         data["version"] = MANIFEST_VERSION
         return fingerprint(data)

@@ -3,7 +3,7 @@
 One small contract, as in small-text: a strategy turns the model's predictions for the pool
 (``PoolPredictions``) into one score per sentence, **higher meaning more uncertain** (ask the
 experts first). Selecting a batch from the scores is a separate step
-(``scripts/al/selection.py``), so each strategy is a few lines. Every strategy has a readable
+(``nerloop.al.selection``), so each strategy is a few lines. Every strategy has a readable
 ``__str__`` used in logs and result files.
 
 Sentence-level definitions (``p_t`` is token ``t``'s tag distribution, ``y_t`` its tag on the
@@ -17,10 +17,14 @@ margin             ``1 - min_t (p_t(first) - p_t(second))``: the most ambiguous 
 mnlp               ``-(1/n) sum_t log p_t(y_t)``: maximum normalised log-probability, negated
 bald               mean over tokens of ``H(mean_s p_t^s) - mean_s H(p_t^s)`` over MC dropout
                    samples ``s`` (mutual information between the tag and the weights)
+entropy-per-token  ``sum_t H(p_t) / (n + sentence_overhead_tokens)``: uncertainty per token an
+                   expert reads (for a budget counted in tokens, ``[loop] budget_unit``)
+llm-disagreement   mean over tokens of ``p_t(y_t) * [l_t != y_t]``, ``l_t`` the LLM's tag: how
+                   confidently the model contradicts the LLM label (``[mix] pool = cheap``)
 random             a seeded uniform number per sentence id (the baseline)
 =================  ====================================================================
 
-An empty sentence scores 0 with every uncertainty strategy.
+An empty sentence scores 0 with every strategy but ``random``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,18 @@ class MissingSamplesError(NerloopError, ValueError):
     """A strategy needs Monte Carlo dropout samples that the predictions do not carry."""
 
 
+class MissingLlmLabelsError(NerloopError, ValueError):
+    """A strategy needs the LLM's labels of the pool sentences that the predictions lack."""
+
+
+def no_llm_labels(strategy: object) -> MissingLlmLabelsError:
+    """The error of a strategy that needs the LLM's labels, used on a pool without them."""
+    return MissingLlmLabelsError(
+        f"{strategy} needs the LLM's labels of the pool sentences, and this pool has none: use "
+        "it where experts relabel LLM-labelled sentences ([mix] pool = cheap)"
+    )
+
+
 @dataclass
 class PoolPredictions:
     """What the tagger says about each pool sentence: the input of every strategy.
@@ -55,6 +71,9 @@ class PoolPredictions:
     samples (Optional[List[numpy.ndarray]]): Per sentence, (n_samples, n_tokens, n_tags) Monte
         Carlo dropout samples (BALD).
     round (int): The active learning iteration (seeds the random baseline).
+    llm_tags (Optional[List[numpy.ndarray]]): Per sentence, the (n_tokens,) ids of the LLM's
+        (cheap) tags in the columns of ``probs`` (llm-disagreement); None when the pool sentences
+        have no LLM labels.
     """
 
     sent_ids: list[int]
@@ -62,14 +81,22 @@ class PoolPredictions:
     paths: list[numpy.ndarray]
     samples: list[numpy.ndarray] | None = None
     round: int = 0
+    llm_tags: list[numpy.ndarray] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.sent_ids)
         sizes = [len(self.probs), len(self.paths)]
-        if self.samples is not None:
-            sizes.append(len(self.samples))
+        for optional in (self.samples, self.llm_tags):
+            if optional is not None:
+                sizes.append(len(optional))
         if any(size != n for size in sizes):
             raise ValueError(f"{n} sentence ids but per-sentence arrays of lengths {sizes}")
+        if self.llm_tags is not None:
+            for sent_id, tags, probs in zip(self.sent_ids, self.llm_tags, self.probs, strict=True):
+                if len(tags) != len(probs):
+                    raise ValueError(
+                        f"sentence {sent_id}: {len(tags)} LLM tags for {len(probs)} tokens"
+                    )
 
     def __len__(self) -> int:
         return len(self.sent_ids)
@@ -100,6 +127,8 @@ class QueryStrategy(ABC):
     #: Monte Carlo dropout samples the strategy needs (0: the deterministic prediction).
     mc_samples: int = 0
     mc_dropout: float = 0.0
+    #: Whether the strategy needs the LLM's labels of the pool (``PoolPredictions.llm_tags``).
+    needs_llm_tags: bool = False
 
     @abstractmethod
     def score(self, pool: PoolPredictions) -> numpy.ndarray:
@@ -171,6 +200,52 @@ class BALD(QueryStrategy):
         return f"BALD(mc_samples={self.mc_samples}, mc_dropout={self.mc_dropout})"
 
 
+class EntropyPerToken(QueryStrategy):
+    """Uncertainty per token an expert labels: the sum of the token entropies divided by the
+    tokens plus a per-sentence reading overhead. Filling a token budget greedily by this score
+    maximises the uncertainty bought per token (a short, unsure sentence beats a long one that is
+    unsure in one place), while the overhead keeps one-word fragments from crowding the batch."""
+
+    def __init__(self, sentence_overhead_tokens: float = 2.0) -> None:
+        if not sentence_overhead_tokens >= 0:
+            raise SettingsError(
+                f"sentence_overhead_tokens must not be negative, not {sentence_overhead_tokens}"
+            )
+        self.sentence_overhead_tokens = float(sentence_overhead_tokens)
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        overhead = self.sentence_overhead_tokens
+        return _per_sentence(
+            [entropy(p) for p in pool.probs], lambda h: h.sum() / (len(h) + overhead)
+        )
+
+    def __str__(self) -> str:
+        return f"EntropyPerToken(sentence_overhead_tokens={self.sentence_overhead_tokens})"
+
+
+class LlmDisagreement(QueryStrategy):
+    """How confidently the model contradicts the LLM label: the mean over tokens of
+    ``p_t(y_t) * [l_t != y_t]``, ``y_t`` the model's (Viterbi) tag and ``l_t`` the LLM's.
+
+    Chosen over ``1 - p_t(l_t)`` because it is 0 wherever the two agree, however unsure the
+    model is: an expert relabelling a cheap sentence fixes nothing there, and ``1 - p_t(l_t)``
+    would rank agreed but uncertain sentences high, i.e. repeat uncertainty sampling. Weighting a
+    disagreement by the model's confidence puts first the sentences where the model, trained with
+    the experts' labels so far, most clearly believes the LLM is wrong (or is itself confidently
+    wrong): the expert's answer settles the most either way."""
+
+    needs_llm_tags = True
+
+    def score(self, pool: PoolPredictions) -> numpy.ndarray:
+        if pool.llm_tags is None:
+            raise no_llm_labels(self)
+        disagreement = [
+            numpy.exp(path_log_probs(p, y)) * (numpy.asarray(llm) != y)
+            for p, y, llm in zip(pool.probs, pool.paths, pool.llm_tags, strict=True)
+        ]
+        return _per_sentence(disagreement, numpy.mean)
+
+
 class RandomSampling(QueryStrategy):
     """The baseline: a uniform number per sentence id, from ``seed`` and the round only (the same
     sentence gets the same number whatever the order or the size of the pool)."""
@@ -198,18 +273,35 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "margin": SmallestMargin,
     "mnlp": MNLP,
     "bald": BALD,
+    "entropy-per-token": EntropyPerToken,
+    "llm-disagreement": LlmDisagreement,
     "random": RandomSampling,
 }
 
 
 def make_strategy(
-    name: str, *, seed: int = 0, mc_samples: int = 10, mc_dropout: float = 0.1
+    name: str,
+    *,
+    seed: int = 0,
+    mc_samples: int = 10,
+    mc_dropout: float = 0.1,
+    sentence_overhead_tokens: float = 2.0,
 ) -> QueryStrategy:
-    """The strategy registered under ``name`` (see ``STRATEGIES``)."""
+    """The strategy registered under ``name`` (see ``STRATEGIES``).
+
+    name (str): The strategy's name.
+    seed (int): Seeds the random baseline.
+    mc_samples / mc_dropout: Monte Carlo dropout of ``bald``.
+    sentence_overhead_tokens (float): The per-sentence reading overhead of
+        ``entropy-per-token``, in tokens.
+    RETURNS (QueryStrategy): The strategy.
+    """
     if name not in STRATEGIES:
         raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)}")
     if name == "bald":
         return BALD(mc_samples=mc_samples, mc_dropout=mc_dropout)
+    if name == "entropy-per-token":
+        return EntropyPerToken(sentence_overhead_tokens=sentence_overhead_tokens)
     if name == "random":
         return RandomSampling(seed=seed)
     return STRATEGIES[name]()

@@ -226,11 +226,17 @@ def read_expert_ids(path: Path) -> list[int]:
         raise ExpertPoolError(f"{path}: not a sentence id: {err}") from None
 
 
-def mix_files(
+def noisy_report_path(corpus_path: Path | str) -> Path:
+    """Where a mixed corpus's noisy-label report lies (``nerloop.noisy``): ``mixed.spacy`` ->
+    ``mixed.noisy.json``."""
+    corpus_path = Path(corpus_path)
+    return corpus_path.with_name(f"{corpus_path.stem}.noisy.json")
+
+
+def mix_from_files(
     cheap_path: Path,
     gold_path: Path,
     output_path: Path,
-    summary_path: Path,
     *,
     expert_ids: Sequence[int] | None = None,
     budget: int | None = None,
@@ -239,9 +245,9 @@ def mix_files(
     pool: str = "auto",
     cheap_weight: float = 1.0,
     expert_weight: float = 1.0,
-) -> dict[str, Any]:
-    """Read the DocBins, choose the expert ids (given, or drawn with a budget), write the mixed
-    DocBin and its provenance summary (both atomically) and return the summary."""
+) -> MixedCorpus:
+    """Read the DocBins, choose the expert ids (given, or drawn with a budget) and mix: the
+    corpus whose summary is the provenance ``mix_files`` writes (``output_path`` is recorded)."""
     given = [expert_ids is not None, budget is not None, budget_pct is not None]
     if sum(given) != 1:
         raise ExpertPoolError("give exactly one of expert ids, a budget or a budget percentage")
@@ -276,6 +282,54 @@ def mix_files(
         ),
         **mixed.summary,
     }
+    return MixedCorpus(docs=mixed.docs, summary=summary)
+
+
+def write_mixed(
+    mixed: MixedCorpus,
+    output_path: Path,
+    summary_path: Path,
+    noisy_report: dict[str, Any] | None = None,
+) -> None:
+    """Write the mixed DocBin, the noisy-label report beside it (or remove a stale one: it
+    would describe another corpus) and the provenance summary, each atomically."""
     write_docbin(output_path, mixed.docs)
-    atomic_write_json(summary_path, summary)
-    return summary
+    report_path = noisy_report_path(output_path)
+    if noisy_report is not None:
+        atomic_write_json(report_path, noisy_report)
+    else:
+        report_path.unlink(missing_ok=True)
+    atomic_write_json(summary_path, mixed.summary)
+
+
+def mix_files(
+    cheap_path: Path,
+    gold_path: Path,
+    output_path: Path,
+    summary_path: Path,
+    *,
+    expert_ids: Sequence[int] | None = None,
+    budget: int | None = None,
+    budget_pct: float | None = None,
+    seed: int = 0,
+    pool: str = "auto",
+    cheap_weight: float = 1.0,
+    expert_weight: float = 1.0,
+) -> dict[str, Any]:
+    """Read the DocBins, choose the expert ids (given, or drawn with a budget), write the mixed
+    DocBin and its provenance summary (both atomically) and return the summary.
+    ``nerloop.noisy.mix_files_noisy`` adds a judge of the cheap labels."""
+    mixed = mix_from_files(
+        cheap_path,
+        gold_path,
+        output_path,
+        expert_ids=expert_ids,
+        budget=budget,
+        budget_pct=budget_pct,
+        seed=seed,
+        pool=pool,
+        cheap_weight=cheap_weight,
+        expert_weight=expert_weight,
+    )
+    write_mixed(mixed, output_path, summary_path)
+    return mixed.summary

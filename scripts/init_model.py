@@ -23,7 +23,9 @@ def main(
     the k-fold's own file), overridden as in spacy train: --init.budgets 12 --paths.cheap ...
     Writes <[init] corpus_dir>/init_<pct>.spacy/.json, <[init] training_dir>/init_<pct>/
     (model-best, model-last, history.json, config.cfg), <[init] metrics_dir>/init_<pct>.json and
-    init_models.json."""
+    init_models.json. A [noisy] section in the settings (method downweight, relabel or droptypes,
+    threshold, floor, aggregate; see nerloop.noisy) has --paths.init_model judge the cheap labels
+    before training and writes <[init] corpus_dir>/init_<pct>.noisy.json."""
     index = train_init_models(load_settings(config_path, config_overrides(ctx)), source=config_path)
     for name, model in index["models"].items():
         msg.good(

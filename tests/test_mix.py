@@ -155,6 +155,8 @@ def test_same_seed_gives_a_byte_identical_docbin(tmp_path: Path) -> None:
     assert outputs[0] == outputs[1]
     assert outputs[0][1] != outputs[2][1]
     summary = json.loads((tmp_path / "a.json").read_text())
+    # no noisy-label method by default: no judge, no report beside the corpus
+    assert "noisy" not in summary and not (tmp_path / "a.noisy.json").exists()
     assert summary["selection"] == {"method": "random", "budget": 5, "budget_pct": 50, "seed": 7}
     assert summary["counts"] == {"cheap": 10, "expert": 5}
     docs = read_docbin(tmp_path / "a.spacy")

@@ -64,6 +64,8 @@ SECTIONS = {
     "executor": EXECUTOR,
     "init": INIT,
 }
+# read by init-model only (nerloop.noisy); the grid leaves it alone
+OTHER_SECTIONS = ("noisy",)
 MISSING = object()
 
 
@@ -196,7 +198,7 @@ def read_settings(config: Config, source: Path | str = "") -> BudgetSettings:
     missing = [name for name in SECTIONS if name not in config]
     if missing:
         raise SettingsError(f"{_where(source)}no [{missing[0]}] section")
-    unknown = sorted(set(config) - set(SECTIONS))
+    unknown = sorted(set(config) - set(SECTIONS) - set(OTHER_SECTIONS))
     if unknown:
         raise SettingsError(
             f"{_where(source)}unknown sections {', '.join(unknown)}; known: {', '.join(SECTIONS)}"

@@ -12,6 +12,11 @@ its provenance, e.g. the expert sentence ids), ``<training-dir>/init_<pct>/model
 ``<metrics-dir>/init_models.json``, an index naming the recommended and the study's model.
 A budget whose metrics file was made with the same settings and inputs is skipped, so test is not
 scored again for nothing.
+
+An optional ``[noisy]`` section of the settings (``nerloop.noisy``: ``method`` ``none``,
+``downweight``, ``relabel`` or ``droptypes``, with ``threshold``, ``floor`` and ``aggregate``) lets
+the LLM-only model that is fine-tuned (``[paths] init_model``) judge the cheap sentences of the
+mix before training; the method's report lies beside the mixed corpus (``init_<pct>.noisy.json``).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from nerloop.mixing import (
     draw_expert_ids,
     expert_pool,
     mix_corpus,
+    noisy_report_path,
     resolve_pool_setting,
 )
+from nerloop.noisy import NoisySettings, apply_noisy, read_noisy_section
 from nerloop.settings import write_resolved
 from nerloop.training import finetune, load_or_init_pipeline
 
@@ -79,12 +86,15 @@ def train_init_model(
     gpu_id: int = -1,
     training: dict[str, Any] | None = None,
     resolved: Config | None = None,
+    noisy: NoisySettings | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Draw, mix, train (selecting the epoch on dev), save and evaluate one init model.
 
     The keyword defaults are those of ``configs/kfold.cfg``; ``training`` holds spaCy
     [training] overrides and ``resolved`` the settings written beside the model (``config.cfg``).
+    An active ``noisy`` method has ``init_model`` judge the cheap sentences of the mix before
+    training (it needs ``init_model``); its report is written beside the mixed corpus.
 
     RETURNS (dict): The metrics written to ``<metrics_dir>/init_<pct>.json`` (the format of
         ``scripts/evaluate.py`` plus ``study_name``, ``train_data``, ``expert_budget`` and
@@ -92,6 +102,12 @@ def train_init_model(
     """
     name = model_name(budget_pct)
     metrics_path = metrics_dir / f"{name}.json"
+    noisy = noisy or NoisySettings()
+    if noisy.active and init_model is None:
+        raise SettingsError(
+            f"[noisy] method {noisy.method} needs the LLM-only model as its judge: set "
+            "--paths.init_model PATH (not --paths.train_config), or --noisy.method none"
+        )
     vocab = Vocab()
     cheap = read_docbin(cheap_path, vocab)
     gold = read_docbin(gold_path, vocab)
@@ -125,6 +141,8 @@ def train_init_model(
     }
     if training:  # only when set, so models trained before keep their fingerprints
         settings["training"] = dict(training)
+    if noisy.active:  # likewise
+        settings["noisy"] = noisy.as_dict()
     expected = fingerprint({**settings, "expert_ids": expert_ids})
     if metrics_path.exists():
         previous = json.loads(metrics_path.read_text(encoding="utf8"))
@@ -140,25 +158,44 @@ def train_init_model(
         expert_weight=expert_weight,
     )
     corpus_path = corpus_dir / f"{name}.spacy"
-    write_docbin(corpus_path, mixed.docs)
-    atomic_write_json(
-        corpus_dir / f"{name}.json",
-        {
-            "cheap_path": str(cheap_path),
-            "gold_path": str(gold_path),
-            "output_path": str(corpus_path),
-            "selection": {"method": "random", "budget": n_expert, "budget_pct": budget_pct},
-            "seed": seed,
-            **mixed.summary,
-        },
-    )
-    dev_docs = read_docbin(dev_path)
+    provenance = {
+        "cheap_path": str(cheap_path),
+        "gold_path": str(gold_path),
+        "output_path": str(corpus_path),
+        "selection": {"method": "random", "budget": n_expert, "budget_pct": budget_pct},
+        "seed": seed,
+        **mixed.summary,
+    }
+    # the LLM-only model judges the cheap labels before it is fine-tuned on them (nerloop.noisy)
     nlp = load_or_init_pipeline(
         mixed.docs, init_model=init_model, config_path=config_path, seed=seed, gpu_id=gpu_id
     )
+    train_docs = mixed.docs
+    noisy_summary = None
+    if noisy.active:
+        judged = apply_noisy(train_docs, nlp, noisy, seed=seed, progress=progress)
+        train_docs = judged.docs
+        report_path = noisy_report_path(corpus_path)
+        noisy_summary = {
+            "method": noisy.method,
+            "settings": noisy.as_dict(),
+            "judge_model": str(init_model),
+            "n_changed": judged.report["n_changed"],
+            "report": str(report_path),
+        }
+        provenance["noisy"] = noisy_summary
+        atomic_write_json(
+            report_path,
+            {"judge_model": str(init_model), "corpus": str(corpus_path), **judged.report},
+        )
+    else:  # a report of an earlier run would describe another corpus
+        noisy_report_path(corpus_path).unlink(missing_ok=True)
+    write_docbin(corpus_path, train_docs)
+    atomic_write_json(corpus_dir / f"{name}.json", provenance)
+    dev_docs = read_docbin(dev_path)
     result = finetune(
         nlp,
-        mixed.docs,
+        train_docs,
         dev_docs,
         epochs=epochs,
         seed=seed,
@@ -179,6 +216,8 @@ def train_init_model(
             "n_expert": n_expert,
         }
     )
+    if noisy_summary is not None:
+        result.settings["noisy"] = noisy_summary
     output_dir = training_dir / name
     result.save(output_dir)
     if resolved is not None:
@@ -202,6 +241,8 @@ def train_init_model(
             "fingerprint": expected,
         }
     )
+    if noisy_summary is not None:
+        metrics["expert_budget"]["noisy"] = noisy_summary
     atomic_write_json(metrics_path, metrics)
     return metrics
 
@@ -211,7 +252,8 @@ def train_init_models(
 ) -> dict[str, Any]:
     """Train and evaluate the init model at every budget of ``[init] budgets`` and at the
     recommended budget of ``[paths] summary`` (a k-fold summary.json), and write the index
-    ``<[init] metrics_dir>/init_models.json``.
+    ``<[init] metrics_dir>/init_models.json``. An optional ``[noisy]`` section (see
+    ``nerloop.noisy.read_noisy_section``) treats the cheap labels before training.
 
     config (Config): The settings (``configs/kfold.cfg`` with overrides, see ``load_settings``).
     source (Path | str): The settings file, for the error messages.
@@ -219,7 +261,10 @@ def train_init_models(
     RETURNS (dict): The index: ``models`` by name (budget, expert sentences, model and metrics
         paths, dev and test F1), ``recommended`` and ``study`` (model names or None).
     """
-    settings = read_settings(config, source)
+    noisy = read_noisy_section(config.get("noisy"), source)
+    budget_config = config.copy()
+    budget_config.pop("noisy", None)  # read here, not by the k-fold's settings
+    settings = read_settings(budget_config, source)
     inputs = [settings.path(name) for name in ("cheap", "gold", "dev", "test")]
     init_model, train_config = settings.model_source()
     summary_path = settings.optional_path("summary")
@@ -250,6 +295,7 @@ def train_init_models(
             gpu_id=settings.gpu_id,
             training=settings.spacy_training,
             resolved=resolved,
+            noisy=noisy,
             progress=progress,
         )
         name = model_name(pct)

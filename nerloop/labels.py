@@ -94,7 +94,7 @@ class LabelScheme:
             return label
         at = f" ({where})" if where else ""
         close = [known for known in self.labels if known.lower() == str(label).lower()]
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         source = f" in {self.path}" if self.path else ""
         raise UnknownLabelError(
             f"unknown label {label!r}{at}: the label scheme{source} has "

@@ -26,10 +26,13 @@ def main(
         None, help="Name given to the pre-annotations (default: the model path)"
     ),
     batch_size: int = typer.Option(64, min=1, help="Sentences per forward pass"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Label scheme file (default: nerloop/schemes/conll2003.cfg)"
+    ),
 ) -> None:
     """Write the selected sentences with the model's entities for Label Studio and Prodigy."""
     summary = export_batch(
-        model_path, selected_path, output_dir, model_version, batch_size=batch_size
+        model_path, selected_path, output_dir, model_version, labels=labels, batch_size=batch_size
     )
     msg.good(
         f"Exported {summary['n_sentences']} sentences with {summary['n_entities']} "
@@ -37,6 +40,7 @@ def main(
     )
     for path in summary["paths"].values():
         msg.text(f"  {path}")
+    msg.text(f"Prodigy: {summary['prodigy_command']}")
 
 
 app = typer.Typer(add_completion=False)

@@ -39,6 +39,9 @@ def main(
     from_name: str = typer.Option(FROM_NAME, help="Label Studio <Labels> name"),
     to_name: str = typer.Option(TO_NAME, help="Label Studio <Text> name"),
     summary_path: Path | None = typer.Option(None, "--summary", help="Summary JSON to write"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Label scheme file (default: nerloop/schemes/conll2003.cfg)"
+    ),
 ) -> None:
     """Check the experts' answers against the selected batch and write them as a DocBin."""
     summary = import_annotations(
@@ -48,6 +51,7 @@ def main(
         export_format,
         use_predictions=use_predictions,
         annotator=annotator,
+        labels=labels,
         from_name=from_name,
         to_name=to_name,
         summary_path=summary_path,

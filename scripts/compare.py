@@ -28,9 +28,12 @@ def main(
     name_b: str = typer.Option("b", help="Display name of model B"),
     n_resamples: int = typer.Option(1000, help="Bootstrap resamples"),
     seed: int = typer.Option(0, help="Bootstrap seed"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Label scheme file (default: nerloop/schemes/conll2003.cfg)"
+    ),
 ) -> None:
     """Per-type F1 of two models on one gold set, the difference and its paired bootstrap CI."""
-    result = compare_models(model_a, model_b, gold_path, n_resamples, seed)
+    result = compare_models(model_a, model_b, gold_path, n_resamples, seed, labels=labels)
     result.update({"name_a": name_a, "name_b": name_b})
     atomic_write_json(output, result)
     table = comparison_table(result, name_a, name_b)

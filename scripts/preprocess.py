@@ -22,11 +22,14 @@ def main(
     recorded: str = typer.Option(
         ",".join(RECORDED_SETS), help="Comma-separated recorded LLM sets to convert"
     ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Label scheme file (default: nerloop/schemes/conll2003.cfg)"
+    ),
 ) -> None:
     """Convert CoNLL-2003 to corpus/{train,dev,test}.spacy and each recorded LLM set to
     corpus/cheap/<name>.spacy, with a report of counts and repairs."""
     names = [name.strip() for name in recorded.split(",") if name.strip()]
-    report = preprocess(assets_dir, output_dir, names)
+    report = preprocess(assets_dir, output_dir, names, labels=labels)
     for split, stats in report["splits"].items():
         msg.good(f"{split}: {stats['sentences']:,} sentences, {stats['entities']:,} entities")
     for name, stats in report["cheap"].items():

@@ -15,6 +15,7 @@ import typer
 from wasabi import msg
 
 from nerloop.cli import run_app
+from nerloop.labels import load_scheme
 from nerloop.report.report import ReportInputs, build_report
 
 
@@ -29,11 +30,14 @@ def main(
     package_version: str = typer.Option("0.1.0", help="spacy package --version"),
     output: Path = typer.Option(Path("reports/report.md"), help="The report"),
     strict: bool = typer.Option(False, "--strict", help="Fail when an input is missing"),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Label scheme file (default: nerloop/schemes/conll2003.cfg)"
+    ),
 ) -> None:
     """Write the study report (Markdown with its plots beside it)."""
     inputs = ReportInputs(
         metrics_dir, plots_dir, training_dir, packages_dir, cheap_set, al_strategy,
-        package_name, package_version,
+        package_name, package_version, load_scheme(labels),
     )  # fmt: skip
     report = build_report(inputs, output)
     report.write()

@@ -26,6 +26,7 @@ from nerloop.formats.common import (
 from nerloop.formats.export import export_batch
 from nerloop.formats.importing import ImportValidationError, import_annotations
 from nerloop.io_utils import read_docbin, write_docbin
+from nerloop.labels import DEFAULT_SCHEME_PATH
 from scripts.al_export import main as export_main
 from scripts.al_import import app as import_app
 from scripts.al_import import main as import_main
@@ -33,6 +34,7 @@ from tests.cli_support import run_cli
 from tests.tiny_tagger import FIRST_SENT_ID, sentence_docs, train_tiny_tagger
 
 Ents = list[tuple[str, str]]
+CONLL_SCHEME = f"the label scheme in {DEFAULT_SCHEME_PATH} has PER, LOC, ORG, MISC."
 
 
 @pytest.fixture(scope="module")
@@ -375,8 +377,8 @@ EXPECTED_PROBLEMS = {
         ["task line 1, sent_id 100: span 16:19 (MISC) 'vis' does not fall on token boundaries"],
     ),
     "unknown_label": (
-        ["task 500, sent_id 100: span 24:29 (CITY) has unknown label 'CITY'"],
-        ["task line 1, sent_id 100: span 24:29 (CITY) has unknown label 'CITY'"],
+        [f"task 500, sent_id 100: unknown label 'CITY' (span 24:29): {CONLL_SCHEME}"],
+        [f"task line 1, sent_id 100: unknown label 'CITY' (span 24:29): {CONLL_SCHEME}"],
     ),
     "missing": (
         ["sent_id 100: was selected but the export has no task for it"],
@@ -449,8 +451,8 @@ def test_all_problems_are_reported_at_once(exported, tmp_path: Path) -> None:
         "sent_id 104: was selected but the export has no task for it",
         "task 500, sent_id 100: span 0:3 (PER) 'Pet' does not fall on token boundaries "
         "(tokens around it: 'Peter'@0)",
-        "task 500, sent_id 100: span 24:29 (CITY) has unknown label 'CITY' "
-        "(known labels: PER, LOC, ORG, MISC)",
+        f"task 500, sent_id 100: unknown label 'CITY' (span 24:29): {CONLL_SCHEME} "
+        "Add it to the scheme or fix the input.",
         "task 500, sent_id 100: span 0:5 (PER) says its text is 'Paul' but the text at those "
         "offsets is 'Peter'",
         "task 502, sent_id 102: text 'Anna works for Reuters in Zurich .' differs from the "
@@ -531,5 +533,5 @@ def test_clis_export_and_import(exported, tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 1
-    assert "task 500, sent_id 100: span 24:29 (CITY) has unknown label" in result.output
+    assert "task 500, sent_id 100: unknown label 'CITY' (span 24:29)" in result.output
     assert not (tmp_path / "broken.spacy").exists()

@@ -480,15 +480,36 @@ def test_configs_build(name: str) -> None:
     assert config["corpora"]["train"]["gold_preproc"] is True
 
 
-def test_component_and_configs_follow_the_corpus_conventions() -> None:
+TAGGER_CONFIGS = ["tagger_tiny", "tagger_cnn", "tagger_trf_cpu", "tagger_trf_gpu"]
+TAGGER_CONFIGS += ["tagger_trf_frozen"]
+
+
+def test_component_and_configs_follow_the_corpus_conventions(tmp_path: Path) -> None:
+    """Every tagger config takes its labels from the label scheme file ``paths.labels`` (null:
+    the default scheme), in the scheme's order."""
     from nerloop.corpus import meta as corpus_meta
+    from nerloop.labels import load_scheme
 
     assert bio_ner.WEIGHT_KEY == corpus_meta.WEIGHT
-    for name in ("tagger_tiny", "tagger_cnn", "tagger_trf_cpu", "tagger_trf_gpu"):
-        config = spacy.util.load_config(ROOT / "configs" / f"{name}.cfg")
-        assert config["initialize"]["components"]["bio_ner"]["labels"] == list(
-            corpus_meta.ENTITY_LABELS
-        )
+    custom = tmp_path / "labels.cfg"
+    custom.write_text('[labels]\nSYMPTOM = "a"\nDRUG = "b"\n', encoding="utf8")
+    for name in TAGGER_CONFIGS:
+        raw = spacy.util.load_config(ROOT / "configs" / f"{name}.cfg", interpolate=False)
+        assert raw["paths"]["labels"] is None
+        assert raw["initialize"]["components"]["bio_ner"]["labels"] == {
+            "@misc": "nerloop.label_scheme.v1",
+            "path": "${paths.labels}",
+        }
+        for labels_path, expected in ((None, LABELS), (custom, ["SYMPTOM", "DRUG"])):
+            config = spacy.util.load_config(
+                ROOT / "configs" / f"{name}.cfg",
+                overrides={"paths.labels": None if labels_path is None else str(labels_path)},
+                interpolate=True,
+            )
+            settings = config["initialize"]["components"]["bio_ner"]
+            labels = spacy.util.registry.resolve({"bio_ner": settings})["bio_ner"]["labels"]
+            assert labels == expected
+            assert labels == list(load_scheme(labels_path).labels)
 
 
 def build_tiny_bert(path: Path) -> Path:

@@ -8,7 +8,7 @@ Each level labels ``rounds x concurrency`` distinct synthetic sentences with the
 ``configs/llm_token_ner_openai.cfg`` (pointed at the loopback server, with a fresh answer
 cache), so the ideal time is ``rounds x latency`` at every level and the ideal speedup equals
 the concurrency. Efficiency = measured speedup / ideal speedup; the target is at least 0.8 at
-the highest level.
+the highest level. The synthetic entities carry the label scheme's labels (``nerloop.labels``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import platform
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +25,36 @@ import spacy
 from spacy.tokens import Doc
 
 from nerloop.corpus import meta
+from nerloop.labels import LabelScheme, as_scheme
 from nerloop.llm.annotator import annotate_live, load_llm_pipeline
 from nerloop.llm.cache import AnswerCache
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "llm_token_ner_openai.cfg"
 WORDS = ["the", "minister", "said", "on", "Monday", "that", "talks", "in", "were", "going", "well"]
-NAMES = [("Peter", "PER"), ("Germany", "LOC"), ("Reuters", "ORG"), ("British", "MISC")]
+# Entity words, given to the scheme's labels in turn.
+NAME_WORDS = ["Peter", "Germany", "Reuters", "British"]
 
 
-def synthetic_sentences(n: int, seed: int) -> dict[tuple[str, ...], list[str]]:
-    """``n`` distinct sentences of 8-20 tokens with an entity or two, and their IOB2 tags."""
+def synthetic_sentences(
+    n: int, seed: int, labels: LabelScheme | Sequence[str] | None = None
+) -> dict[tuple[str, ...], list[str]]:
+    """``n`` distinct sentences of 8-20 tokens with an entity or two, and their IOB2 tags.
+
+    n (int): The number of sentences.
+    seed (int): The seed.
+    labels (Union[LabelScheme, Sequence[str], None]): The label scheme of the entities (None:
+        the default scheme).
+    RETURNS (Dict[Tuple[str, ...], List[str]]): The tags per token sequence.
+    """
+    scheme = as_scheme(labels)
+    names = [(NAME_WORDS[i % len(NAME_WORDS)], label) for i, label in enumerate(scheme.labels)]
     rng = random.Random(seed)
     sentences: dict[tuple[str, ...], list[str]] = {}
     while len(sentences) < n:
         tokens = [rng.choice(WORDS) for _ in range(rng.randint(6, 16))]
         tags = ["O"] * len(tokens)
         for _ in range(rng.randint(1, 2)):
-            name, label = rng.choice(NAMES)
+            name, label = rng.choice(names)
             position = rng.randrange(len(tokens))
             tokens[position], tags[position] = name, f"B-{label}"
         tokens += [f"#{len(sentences)}", "."]
@@ -50,7 +64,12 @@ def synthetic_sentences(n: int, seed: int) -> dict[tuple[str, ...], list[str]]:
 
 
 def bench(
-    latency: float, levels: list[int], rounds: int, seed: int = 0, target: float = 0.8
+    latency: float,
+    levels: list[int],
+    rounds: int,
+    seed: int = 0,
+    target: float = 0.8,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Time ``annotate`` at each concurrency level against a loopback server.
 
@@ -59,12 +78,14 @@ def bench(
     rounds (int): requests per worker at each level.
     seed (int): seed of the synthetic sentences.
     target (float): efficiency the highest level should reach.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): the label scheme (or its file) of the
+        synthetic entities (None: the default scheme).
     RETURNS (dict): per level sentences, wall time, sentences per second, speedup, efficiency.
     """
     from nerloop.llm.loopback_server import FakeOpenAIServer, Oracle
 
     total = rounds * sum(levels)
-    sentences = synthetic_sentences(total, seed)
+    sentences = synthetic_sentences(total, seed, labels)
     oracle = Oracle(sentences)
     vocab = spacy.blank("en").vocab
     items = list(sentences)

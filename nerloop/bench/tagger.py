@@ -30,8 +30,10 @@ from wasabi import msg
 
 from nerloop.eval.metrics import doc_to_iob2
 from nerloop.io_utils import read_docbin
+from nerloop.labels import load_scheme
 
-TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+# the plain model's tag columns: the default label scheme's IOB2 tags
+TAGS = load_scheme(None).tag_names
 
 
 class PlainTagger(torch.nn.Module):

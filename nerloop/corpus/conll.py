@@ -1,7 +1,9 @@
 """Readers for CoNLL-2003 and the recorded LLM annotation files, and BIO tag handling.
 
-Every reader is strict: a malformed line, a wrong column count or a tag outside the label set raises
-:class:`ConllFormatError`, which names the file, the 1-based line number, the reason and the fix.
+Every reader is strict: a malformed line, a wrong column count or a tag outside the label scheme
+(``labels``: a :class:`~nerloop.labels.LabelScheme`, a scheme file, a list of labels or None for
+the default scheme) raises :class:`ConllFormatError`, which names the file, the 1-based line
+number, the reason and the fix.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 from seqeval.metrics.sequence_labeling import get_entities
 
-from nerloop.corpus.meta import ENTITY_LABELS
 from nerloop.errors import NerloopError
+from nerloop.labels import LabelScheme, as_scheme
 
 DOCSTART = "-DOCSTART-"
 # Tags that LLM annotators emit as garbage (BERT special tokens): dropped (mapped to O) and counted.
@@ -70,24 +72,38 @@ class RepairCounts:
         return self
 
 
-def _check_tag(tag: str, path: Path | str, line: int, allow_garbage: bool) -> None:
+Labels = LabelScheme | str | Path | Sequence[str] | None
+
+
+def _check_tag(
+    tag: str, path: Path | str, line: int, allow_garbage: bool, scheme: LabelScheme
+) -> None:
     if tag == "O" or (allow_garbage and tag in GARBAGE_TAGS):
         return
     prefix, _, label = tag.partition("-")
-    if prefix in ("B", "I") and label in ENTITY_LABELS:
+    if prefix in ("B", "I") and label in scheme:
         return
-    allowed = "O, B-X, I-X with X in " + "/".join(ENTITY_LABELS)
-    raise ConllFormatError(path, line, f"unknown NER tag {tag!r}", f"allowed tags: {allowed}")
+    allowed = "O, B-X, I-X with X in " + "/".join(scheme.labels)
+    source = f" (label scheme {scheme.path})" if scheme.path else ""
+    raise ConllFormatError(
+        path, line, f"unknown NER tag {tag!r}", f"allowed tags: {allowed}{source}"
+    )
 
 
-def read_conll2003(path: Path | str) -> list[Sentence]:
+def read_conll2003(path: Path | str, labels: Labels = None) -> list[Sentence]:
     """Read a CoNLL-2003 file: ``token POS chunk NER`` per line, blank line between sentences.
 
     ``-DOCSTART-`` lines start a new document and are not sentences. ``sent_id`` counts
     sentences from 0 and ``doc_id`` counts documents from 0 (sentences before the first
     ``-DOCSTART-`` belong to document 0).
+
+    path (Path): The file.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): The label scheme the NER tags must
+        use (None: the default scheme).
+    RETURNS (List[Sentence]): The sentences in file order.
     """
     path = Path(path)
+    scheme = as_scheme(labels)
     sentences: list[Sentence] = []
     doc_id = -1
     current: Sentence | None = None
@@ -122,7 +138,7 @@ def read_conll2003(path: Path | str) -> list[Sentence]:
                     )
                 doc_id += 1
                 continue
-            _check_tag(ner, path, line_no, allow_garbage=False)
+            _check_tag(ner, path, line_no, allow_garbage=False, scheme=scheme)
             if current is None:
                 current = Sentence(tokens=[], tags=[], line=line_no)
             current.tokens.append(token)
@@ -140,6 +156,7 @@ def read_tagged_columns(
     n_columns: int,
     tag_column: int,
     separator: str | None = "\t",
+    labels: Labels = None,
 ) -> list[Sentence]:
     """Read a ``token<sep>tag[<sep>...]`` file with blank lines between sentences.
 
@@ -147,10 +164,13 @@ def read_tagged_columns(
     n_columns (int): the exact number of columns every token line must have.
     tag_column (int): 0-based column holding the tag to read.
     separator (str or None): the column separator (None: any whitespace).
+    labels (Union[LabelScheme, Path, Sequence[str], None]): the label scheme the tags must use
+        (None: the default scheme).
     RETURNS (List[Sentence]): sentences numbered from 0 in file order; ``[CLS]``-like tags are
         kept verbatim (``spans_from_iob2`` drops and counts them).
     """
     path = Path(path)
+    scheme = as_scheme(labels)
     sentences: list[Sentence] = []
     current: Sentence | None = None
     with path.open(encoding="utf8") as file_:
@@ -171,7 +191,7 @@ def read_tagged_columns(
                     f"expected {n_columns} {sep_name}-separated columns, got {line!r}",
                 )
             tag = columns[tag_column]
-            _check_tag(tag, path, line_no, allow_garbage=True)
+            _check_tag(tag, path, line_no, allow_garbage=True, scheme=scheme)
             if current is None:
                 current = Sentence(tokens=[], tags=[], line=line_no)
             current.tokens.append(columns[0])
@@ -183,13 +203,15 @@ def read_tagged_columns(
     return sentences
 
 
-def read_aligned_jsonl(path: Path | str) -> list[Sentence]:
+def read_aligned_jsonl(path: Path | str, labels: Labels = None) -> list[Sentence]:
     """Read a derived ``*.conll03_train_aligned.jsonl`` file (one sentence per line).
 
     Each object has ``conll03_train_sent_idx``, ``tokens`` and ``llm_tags``; ``sent_id`` is
-    the train sentence index it is aligned to.
+    the train sentence index it is aligned to. The tags must use the label scheme ``labels``
+    (None: the default scheme).
     """
     path = Path(path)
+    scheme = as_scheme(labels)
     sentences = []
     with path.open(encoding="utf8") as file_:
         for line_no, raw in enumerate(file_, start=1):
@@ -209,7 +231,7 @@ def read_aligned_jsonl(path: Path | str) -> list[Sentence]:
             if len(tokens) != len(tags):
                 raise ConllFormatError(path, line_no, f"{len(tokens)} tokens but {len(tags)} tags")
             for tag in tags:
-                _check_tag(tag, path, line_no, allow_garbage=True)
+                _check_tag(tag, path, line_no, allow_garbage=True, scheme=scheme)
             sentences.append(
                 Sentence(tokens=list(tokens), tags=list(tags), line=line_no, sent_id=sent_idx)
             )

@@ -22,7 +22,7 @@ SOURCE = "source"
 WEIGHT = "weight"
 CHUNK_TAGS = "chunk_tags"
 
-ENTITY_LABELS = ("PER", "LOC", "ORG", "MISC")
+# The entity labels are not a constant: they come from the label scheme (nerloop.labels).
 GOLD_ANNOTATOR = "gold"
 
 

@@ -29,6 +29,7 @@ from nerloop.corpus.conll import (
 )
 from nerloop.corpus.recorded_sets import RECORDED_SETS, RecordedSet, UnknownRecordedSetError
 from nerloop.io_utils import MissingInputError, atomic_write_json, write_docbin
+from nerloop.labels import LabelScheme, as_scheme
 
 SPLITS = {"train": "conll2003/train.txt", "dev": "conll2003/dev.txt", "test": "conll2003/test.txt"}
 
@@ -44,9 +45,18 @@ def make_doc(vocab: Vocab, tokens: Sequence[str], spans: Sequence[Span], **metad
     return doc
 
 
-def convert_split(path: Path, split: str, vocab: Vocab) -> tuple[list[Doc], dict]:
-    """Gold Docs for one CoNLL-2003 file (IOB1) and their counts."""
-    sentences = read_conll2003(path)
+def convert_split(
+    path: Path, split: str, vocab: Vocab, labels: LabelScheme | None = None
+) -> tuple[list[Doc], dict]:
+    """Gold Docs for one CoNLL-2003 file (IOB1) and their counts.
+
+    path (Path): The CoNLL-2003 file.
+    split (str): ``train``, ``dev`` or ``test`` (recorded in each Doc's metadata).
+    vocab (Vocab): The vocab of the Docs.
+    labels (Optional[LabelScheme]): The label scheme the tags must use (None: the default).
+    RETURNS (Tuple[List[Doc], dict]): The Docs and their counts.
+    """
+    sentences = read_conll2003(path, labels)
     docs = []
     entity_counts: Counter = Counter()
     for sentence in sentences:
@@ -166,9 +176,23 @@ def align_to_train(
 
 
 def convert_recorded(
-    recorded: RecordedSet, assets_dir: Path, train: list[Sentence], vocab: Vocab
+    recorded: RecordedSet,
+    assets_dir: Path,
+    train: list[Sentence],
+    vocab: Vocab,
+    labels: LabelScheme | None = None,
 ) -> tuple[list[Doc], dict]:
-    """Cheap Docs for one recorded set: the LLM's entities over the original train tokens."""
+    """Cheap Docs for one recorded set: the LLM's entities over the original train tokens.
+
+    recorded (RecordedSet): The set.
+    assets_dir (Path): The assets folder.
+    train (List[Sentence]): The gold train sentences the set is aligned to.
+    vocab (Vocab): The vocab of the Docs.
+    labels (Optional[LabelScheme]): The label scheme every entity must use (None: the
+        default); an entity outside it is an error naming the file and line.
+    RETURNS (Tuple[List[Doc], dict]): The Docs (in train order) and their counts.
+    """
+    scheme = as_scheme(labels)
     path = assets_dir / recorded.path
     sentences = recorded.read(assets_dir)
     pairs = align_to_train(recorded, sentences, train, path)
@@ -177,6 +201,9 @@ def convert_recorded(
     docs = []
     for sentence, gold in sorted(pairs, key=lambda pair: pair[1].sent_id):
         spans, counts = spans_from_iob2(sentence.tags)
+        for span in spans:
+            line = sentence.lines[span.start] if sentence.lines else sentence.line
+            scheme.check(span.label, f"{path}:{line}")
         repairs += counts
         entity_counts.update(span.label for span in spans)
         docs.append(
@@ -207,9 +234,23 @@ def convert_recorded(
 
 
 def preprocess(
-    assets_dir: Path, output_dir: Path, recorded_names: Sequence[str], skip_missing: bool = True
+    assets_dir: Path,
+    output_dir: Path,
+    recorded_names: Sequence[str],
+    skip_missing: bool = True,
+    labels: LabelScheme | str | Path | None = None,
 ) -> dict:
-    """Convert all splits and recorded sets; write DocBins and a report only if all succeed."""
+    """Convert all splits and recorded sets; write DocBins and a report only if all succeed.
+
+    assets_dir (Path): The folder with ``conll2003/`` and ``llm_annotations/``.
+    output_dir (Path): Where the DocBins and ``preprocess_report.json`` go.
+    recorded_names (Sequence[str]): The recorded sets to convert.
+    skip_missing (bool): Skip (and report) a recorded set whose file is missing.
+    labels (Union[LabelScheme, Path, None]): The label scheme (or its file) every tag must use
+        (None: the default scheme).
+    RETURNS (dict): The report.
+    """
+    scheme = as_scheme(labels)
     vocab = spacy.blank("en").vocab
     outputs: dict[Path, list[Doc]] = {}
     report: dict = {"splits": {}, "cheap": {}, "skipped": {}}
@@ -220,10 +261,10 @@ def preprocess(
                 f"{path} does not exist: run `python -m spacy project run assets`"
             )
         msg.text(f"Converting {path}")
-        docs, stats = convert_split(path, split, vocab)
+        docs, stats = convert_split(path, split, vocab, scheme)
         outputs[output_dir / f"{split}.spacy"] = docs
         report["splits"][split] = stats
-    train = read_conll2003(assets_dir / SPLITS["train"])
+    train = read_conll2003(assets_dir / SPLITS["train"], scheme)
     for name in recorded_names:
         if name not in RECORDED_SETS:
             raise UnknownRecordedSetError(
@@ -235,7 +276,7 @@ def preprocess(
             msg.warn(f"Skipping recorded set {name}: {assets_dir / recorded.path} is missing")
             continue
         msg.text(f"Aligning recorded set {name} ({recorded.path})")
-        docs, stats = convert_recorded(recorded, assets_dir, train, vocab)
+        docs, stats = convert_recorded(recorded, assets_dir, train, vocab, scheme)
         outputs[output_dir / "cheap" / f"{name}.spacy"] = docs
         report["cheap"][name] = stats
     for path, docs in outputs.items():

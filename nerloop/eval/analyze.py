@@ -1,4 +1,7 @@
-"""Data analysis, the study's first stage: tag distributions per split and LLM label quality."""
+"""Data analysis, the study's first stage: tag distributions per split and LLM label quality.
+
+The per-type columns and bars are the label scheme's labels, in its order (``nerloop.labels``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from spacy.tokens import Doc
 from nerloop.corpus import meta
 from nerloop.eval.metrics import EvaluationError, docs_to_iob2, entity_scores
 from nerloop.io_utils import atomic_path, atomic_write_json, atomic_write_text, read_docbin
+from nerloop.labels import LabelScheme, as_scheme
 
 SPLITS = ("train", "dev", "test")
 
@@ -45,9 +49,20 @@ def annotation_quality(gold_train: Sequence[Doc], cheap: Sequence[Doc]) -> dict:
     return entity_scores(docs_to_iob2(gold_docs), docs_to_iob2(cheap))
 
 
-def quality_table(quality: dict[str, dict], reference: dict[str, float] | None = None) -> str:
-    """A Markdown table of LLM label quality (micro P/R/F1 and per-type F1)."""
-    labels = list(meta.ENTITY_LABELS)
+def quality_table(
+    quality: dict[str, dict],
+    reference: dict[str, float] | None = None,
+    labels: LabelScheme | Sequence[str] | None = None,
+) -> str:
+    """A Markdown table of LLM label quality (micro P/R/F1 and per-type F1).
+
+    quality (Dict[str, dict]): ``annotation_quality`` per LLM set.
+    reference (Optional[Dict[str, float]]): Unused (kept for callers).
+    labels (Union[LabelScheme, Sequence[str], None]): The label scheme: a per-type F1 column
+        per label, in its order (None: the default scheme).
+    RETURNS (str): The table.
+    """
+    labels = list(as_scheme(labels).labels)
     header = (
         "| LLM set | sentences | P | R | F1 | " + " | ".join(f"{lab} F1" for lab in labels) + " |"
     )
@@ -93,31 +108,55 @@ def _bar_chart(
     plt.close(fig)
 
 
-def _quality_chart(path: Path, quality: dict[str, dict]) -> None:
+def _quality_chart(path: Path, quality: dict[str, dict], scheme: LabelScheme) -> None:
     per_type = {
-        name: {lab: scores["per_type"].get(lab, {}).get("f1", 0.0) for lab in meta.ENTITY_LABELS}
+        name: {lab: scores["per_type"].get(lab, {}).get("f1", 0.0) for lab in scheme.labels}
         | {"micro": scores["f1"]}
         for name, scores in quality.items()
     }
     _bar_chart(path, "LLM label quality vs gold", per_type, normalise=False, ylabel="entity F1")
 
 
-def analyze(corpus_dir: Path, metrics_dir: Path, plots_dir: Path) -> dict:
+def _in_scheme_order(counts: dict[str, int], scheme: LabelScheme) -> dict[str, int]:
+    """Counts per label, the scheme's labels first (in its order, zeros included)."""
+    ordered = {label: counts.get(label, 0) for label in scheme.labels}
+    return ordered | {label: n for label, n in counts.items() if label not in ordered}
+
+
+def analyze(
+    corpus_dir: Path,
+    metrics_dir: Path,
+    plots_dir: Path,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
+) -> dict:
+    """Write the tag distributions and the LLM label quality (JSON, Markdown, PNG).
+
+    corpus_dir (Path): The folder with ``{train,dev,test}.spacy`` and ``cheap/``.
+    metrics_dir (Path): Where the JSON and Markdown go.
+    plots_dir (Path): Where the PNG charts go.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): The label scheme (or its file) of
+        the per-type columns and bars (None: the default scheme).
+    RETURNS (dict): ``distributions`` per split and ``quality`` per LLM set.
+    """
+    scheme = as_scheme(labels)
     docs = {split: read_docbin(corpus_dir / f"{split}.spacy") for split in SPLITS}
     distributions = {split: tag_distributions(split_docs) for split, split_docs in docs.items()}
     atomic_write_json(metrics_dir / "tag_distributions.json", distributions)
     for kind in ("pos", "chunk", "ner", "entity"):
+        series = {split: distributions[split][kind] for split in SPLITS}
+        if kind == "entity":
+            series = {split: _in_scheme_order(counts, scheme) for split, counts in series.items()}
         _bar_chart(
             plots_dir / f"tags_{kind}.png",
             f"{kind.upper()} tags per split" if kind != "entity" else "Entities per type per split",
-            {split: distributions[split][kind] for split in SPLITS},
+            series,
             normalise=kind != "entity",
         )
     quality = {}
     for path in sorted((corpus_dir / "cheap").glob("*.spacy")):
         quality[path.stem] = annotation_quality(docs["train"], read_docbin(path))
     atomic_write_json(metrics_dir / "annotation_quality.json", quality)
-    atomic_write_text(metrics_dir / "annotation_quality.md", quality_table(quality))
+    atomic_write_text(metrics_dir / "annotation_quality.md", quality_table(quality, labels=scheme))
     if quality:
-        _quality_chart(plots_dir / "annotation_quality.png", quality)
+        _quality_chart(plots_dir / "annotation_quality.png", quality, scheme)
     return {"distributions": distributions, "quality": quality}

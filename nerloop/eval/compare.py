@@ -2,7 +2,8 @@
 
 The gold set is fixed for every model (the test split by default); it must never be a set chosen
 by active learning. The bootstrap resamples sentences with replacement and recomputes both
-models' micro F1 on the same resample, so the interval is for the paired difference.
+models' micro F1 on the same resample, so the interval is for the paired difference. The
+per-type rows are the label scheme's labels, in its order (``nerloop.labels``).
 """
 
 from __future__ import annotations
@@ -14,20 +15,34 @@ from typing import Any
 import numpy
 from seqeval.metrics.sequence_labeling import get_entities
 
-from nerloop.corpus.meta import ENTITY_LABELS
 from nerloop.eval.metrics import entity_scores
+from nerloop.labels import LabelScheme, as_scheme
 
 
 def sentence_counts(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: Sequence[str]
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    labels: LabelScheme | Sequence[str] | None = None,
 ) -> numpy.ndarray:
     """Per sentence and type (plus a last column for all types): true positives, predicted
-    and gold entity counts, as an array of shape (n_sentences, len(labels) + 1, 3)."""
-    columns = {label: i for i, label in enumerate(labels)}
-    counts = numpy.zeros((len(gold), len(labels) + 1, 3), dtype=numpy.int64)
+    and gold entity counts, as an array of shape (n_sentences, len(labels) + 1, 3).
+
+    gold (Sequence[Sequence[str]]): Gold IOB2 tags per sentence.
+    pred (Sequence[Sequence[str]]): Predicted IOB2 tags per sentence.
+    labels (Union[LabelScheme, Sequence[str], None]): The label scheme, whose order is the
+        order of the type columns (None: the default scheme). A label outside it is an
+        ``UnknownLabelError`` naming the sentence.
+    RETURNS (numpy.ndarray): The counts.
+    """
+    scheme = as_scheme(labels)
+    columns = {label: i for i, label in enumerate(scheme.labels)}
+    counts = numpy.zeros((len(gold), len(scheme) + 1, 3), dtype=numpy.int64)
     for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
         gold_ents = set(get_entities(list(g)))
         pred_ents = set(get_entities(list(p)))
+        for side, ents in (("gold", gold_ents), ("predicted", pred_ents)):
+            for label, _, _ in sorted(ents, key=lambda ent: ent[1]):
+                scheme.check(label, f"{side} sentence {i}")
         for ents, slot in ((gold_ents & pred_ents, 0), (pred_ents, 1), (gold_ents, 2)):
             for label, _, _ in ents:
                 counts[i, columns[label], slot] += 1
@@ -71,13 +86,25 @@ def compare_predictions(
     pred_b: Sequence[Sequence[str]],
     n_resamples: int = 1000,
     seed: int = 0,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    labels = list(ENTITY_LABELS)
+    """Per-type F1 of two taggers' predictions on one gold set and the paired bootstrap.
+
+    gold (Sequence[Sequence[str]]): Gold IOB2 tags per sentence.
+    pred_a (Sequence[Sequence[str]]): Model A's tags (the baseline); pred_b: model B's.
+    n_resamples (int): Bootstrap resamples.
+    seed (int): Bootstrap seed.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): The label scheme (or its file): the
+        per-type rows, in its order (None: the default scheme).
+    RETURNS (dict): ``n_sentences``, ``per_type_f1`` (the scheme's labels, then ``micro``) and
+        ``bootstrap``.
+    """
+    scheme = as_scheme(labels)
     scores_a, scores_b = entity_scores(gold, pred_a), entity_scores(gold, pred_b)
-    counts_a = sentence_counts(gold, pred_a, labels)
-    counts_b = sentence_counts(gold, pred_b, labels)
+    counts_a = sentence_counts(gold, pred_a, scheme)
+    counts_b = sentence_counts(gold, pred_b, scheme)
     per_type = {}
-    for i, label in enumerate(labels):
+    for i, label in enumerate(scheme.labels):
         f1_a = float(f1_from_counts(counts_a[:, i].sum(0)))
         f1_b = float(f1_from_counts(counts_b[:, i].sum(0)))
         per_type[label] = {"a": f1_a, "b": f1_b, "diff": f1_b - f1_a}
@@ -94,6 +121,8 @@ def compare_predictions(
 
 
 def comparison_table(result: dict[str, Any], name_a: str, name_b: str) -> str:
+    """The comparison as Markdown: a row per type (the scheme's order, then micro), then the
+    bootstrap interval."""
     lines = [f"| type | {name_a} F1 | {name_b} F1 | difference |", "|---|---|---|---|"]
     for label, row in result["per_type_f1"].items():
         lines.append(f"| {label} | {row['a']:.4f} | {row['b']:.4f} | {row['diff']:+.4f} |")
@@ -109,14 +138,23 @@ def comparison_table(result: dict[str, Any], name_a: str, name_b: str) -> str:
 
 
 def compare_models(
-    model_a: Path, model_b: Path, gold_path: Path, n_resamples: int = 1000, seed: int = 0
+    model_a: Path,
+    model_b: Path,
+    gold_path: Path,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run two pipelines on one fixed gold DocBin and compare them (:func:`compare_predictions`).
 
     model_a (Path): the first pipeline folder (the baseline); model_b (Path): the second.
     gold_path (Path): the fixed gold DocBin (never a set chosen by active learning).
+    n_resamples (int): bootstrap resamples; seed (int): the bootstrap seed.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): the label scheme (or its file) of
+        the per-type rows (None: the default scheme).
     RETURNS (dict): the comparison, with the three paths added.
     """
+    scheme = as_scheme(labels)
     from nerloop.eval.metrics import doc_to_iob2
     from nerloop.eval.pipeline import load_pipeline, predict_with_probs
     from nerloop.io_utils import read_docbin
@@ -129,6 +167,8 @@ def compare_models(
         gold_tags = [doc_to_iob2(doc) for doc in gold_docs]
         predicted, _ = predict_with_probs(nlp, gold_docs)
         predictions.append([doc_to_iob2(doc) for doc in predicted])
-    result = compare_predictions(gold_tags, predictions[0], predictions[1], n_resamples, seed)
+    result = compare_predictions(
+        gold_tags, predictions[0], predictions[1], n_resamples, seed, labels=scheme
+    )
     result.update({"model_a": str(model_a), "model_b": str(model_b), "gold": str(gold_path)})
     return result

@@ -25,8 +25,8 @@ from xml.sax.saxutils import quoteattr
 from spacy.tokens import Doc, Span
 
 from nerloop.corpus import meta
-from nerloop.corpus.meta import ENTITY_LABELS
 from nerloop.errors import NerloopError
+from nerloop.labels import LabelScheme, as_scheme
 
 LABEL_STUDIO = "labelstudio"
 PRODIGY = "prodigy"
@@ -44,10 +44,26 @@ PRODIGY_TASKS_FILE = "prodigy_tasks.jsonl"
 
 
 def label_studio_config(
-    labels: Sequence[str] = ENTITY_LABELS, from_name: str = FROM_NAME, to_name: str = TO_NAME
+    labels: LabelScheme | Sequence[str] | None = None,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
 ) -> str:
-    """The labeling config XML of a span-labelling project over ``data.text``."""
-    label_lines = "".join(f"    <Label value={quoteattr(label)}/>\n" for label in labels)
+    """The labeling config XML of a span-labelling project over ``data.text``.
+
+    Each label of the scheme becomes a ``<Label>``, in scheme order; its description (when the
+    scheme gives one) is the label's ``hint``, shown on hover (https://labelstud.io/tags/label).
+
+    labels (Union[LabelScheme, Sequence[str], None]): The label scheme (None: the default).
+    from_name (str): The name of the ``<Labels>`` control.
+    to_name (str): The name of the ``<Text>`` object.
+    RETURNS (str): The XML.
+    """
+    scheme = as_scheme(labels)
+    label_lines = ""
+    for label in scheme.labels:
+        description = scheme.description(label)
+        hint = f" hint={quoteattr(description)}" if description else ""
+        label_lines += f"    <Label value={quoteattr(label)}{hint}/>\n"
     return (
         "<View>\n"
         f"  <Labels name={quoteattr(from_name)} toName={quoteattr(to_name)}>\n"

@@ -9,8 +9,12 @@ into the output folder (each atomically):
   probability, so the Data Manager can sort the most doubtful sentences first);
 - ``labelstudio_config.xml``: the labeling config those tasks are meant for;
 - ``prodigy_tasks.jsonl``: the same sentences as Prodigy ``ner.manual`` tasks (``text``,
-  ``tokens``, ``spans``, ``meta.sent_id``), e.g.
-  ``prodigy ner.manual DATASET blank:en prodigy_tasks.jsonl --label PER,LOC,ORG,MISC``.
+  ``tokens``, ``spans``, ``meta.sent_id``), to be opened with
+  ``prodigy ner.manual DATASET blank:en prodigy_tasks.jsonl --label <the scheme's labels>``
+  (the summary's ``prodigy_command`` spells it out).
+
+The labels offered to the experts are those of the label scheme (``nerloop.labels``), in its
+order; a model that predicts a label outside the scheme is refused before anything is written.
 
 Experts then correct the pre-annotations instead of starting from nothing; ``scripts/al_import.py``
 reads their answers back.
@@ -44,6 +48,7 @@ from nerloop.formats.common import (
     selected_sent_ids,
 )
 from nerloop.io_utils import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_docbin
+from nerloop.labels import LabelScheme, as_scheme
 
 
 class ExportError(NerloopError, ValueError):
@@ -121,13 +126,24 @@ def prodigy_task(item: PreAnnotated, model_version: str) -> dict[str, Any]:
     }
 
 
-def check_labels(items: Sequence[PreAnnotated], labels: Sequence[str]) -> None:
-    unknown = sorted({ent.label_ for item in items for ent in item.predicted.ents} - set(labels))
+def check_labels(items: Sequence[PreAnnotated], labels: LabelScheme | Sequence[str]) -> None:
+    """Refuse pre-annotations with a label the scheme (the labeling config) does not offer."""
+    scheme = as_scheme(labels)
+    predicted = {ent.label_ for item in items for ent in item.predicted.ents}
+    unknown = sorted(predicted - set(scheme.labels))
     if unknown:
+        source = f" of {scheme.path}" if scheme.path else ""
         raise ExportError(
-            f"the model predicts labels {unknown} that the labeling config does not offer "
-            f"({list(labels)}): the experts could not keep them"
+            f"the model predicts labels {unknown} that the label scheme{source} does not offer "
+            f"({', '.join(scheme.labels)}): the experts could not keep them. Export with the "
+            "scheme the model was trained with (--labels)"
         )
+
+
+def prodigy_command(tasks_path: Path | str, labels: LabelScheme | Sequence[str]) -> str:
+    """The ``prodigy ner.manual`` command line that opens the tasks with the scheme's labels."""
+    label_list = ",".join(as_scheme(labels).labels)
+    return f"prodigy ner.manual DATASET blank:en {tasks_path} --label {label_list}"
 
 
 def export_batch(
@@ -135,7 +151,7 @@ def export_batch(
     selected_path: Path,
     output_dir: Path,
     model_version: str | None = None,
-    labels: Sequence[str] = meta.ENTITY_LABELS,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
     batch_size: int = 64,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -145,16 +161,18 @@ def export_batch(
     selected_path (Path): DocBin of the selected sentences (with ``sent_id``).
     output_dir (Path): Folder for the three files (created when missing).
     model_version (Optional[str]): Name of the predictions (default: ``model_path``).
-    labels (Sequence[str]): The labels offered to the experts.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): The label scheme (or its file)
+        offered to the experts (None: the default scheme).
     batch_size (int): Sentences per forward pass.
     RETURNS (dict): A summary: paths written, counts of sentences and predicted entities, the
-        mean confidence.
+        mean confidence, the labels and the Prodigy command line.
     """
+    scheme = as_scheme(labels)
     nlp = load_pipeline(model_path)
     docs = read_docbin(selected_path, nlp.vocab)
     selected_sent_ids(docs)
     items = pre_annotate(nlp, docs, batch_size=batch_size, progress=progress)
-    check_labels(items, labels)
+    check_labels(items, scheme)
     version = model_version or str(model_path)
     paths = {
         "labelstudio_tasks": output_dir / LABEL_STUDIO_TASKS_FILE,
@@ -162,7 +180,7 @@ def export_batch(
         "prodigy_tasks": output_dir / PRODIGY_TASKS_FILE,
     }
     atomic_write_json(paths["labelstudio_tasks"], [label_studio_task(i, version) for i in items])
-    atomic_write_text(paths["labelstudio_config"], label_studio_config(labels))
+    atomic_write_text(paths["labelstudio_config"], label_studio_config(scheme))
     atomic_write_jsonl(paths["prodigy_tasks"], [prodigy_task(i, version) for i in items])
     confidences = [item.confidence for item in items]
     return {
@@ -170,5 +188,7 @@ def export_batch(
         "n_sentences": len(items),
         "n_entities": sum(len(item.predicted.ents) for item in items),
         "mean_confidence": float(numpy.mean(confidences)) if confidences else None,
+        "labels": list(scheme.labels),
+        "prodigy_command": prodigy_command(paths["prodigy_tasks"], scheme),
         "paths": {name: str(path) for name, path in paths.items()},
     }

@@ -12,7 +12,8 @@ written (:class:`ImportValidationError`):
 - a span that does not start and end on token boundaries (surrounding whitespace is trimmed
   first), overlaps another span, has a ``text`` that differs from the text at its offsets, or whose
   Prodigy token indices disagree with its character offsets;
-- a label outside the known labels, or a Label Studio result with several labels or with
+- a label outside the label scheme (``nerloop.labels``; the message names the task, the span
+  and the scheme file), or a Label Studio result with several labels or with
   ``from_name``/``to_name`` other than the labeling config's.
 
 Which answer counts:
@@ -54,6 +55,7 @@ from nerloop.formats.common import (
     selected_sent_ids,
 )
 from nerloop.io_utils import MissingInputError, atomic_write_json, read_docbin, write_docbin
+from nerloop.labels import LabelScheme, UnknownLabelError, as_scheme
 
 EXPERT_SOURCE = "expert"
 PREDICTION_SOURCE = "cheap"
@@ -399,9 +401,20 @@ def _nearby_tokens(doc: Doc, start: int, end: int) -> str:
 
 
 def check_spans(
-    task: ExpertTask, doc: Doc, labels: Sequence[str], problems: list[ImportProblem]
+    task: ExpertTask,
+    doc: Doc,
+    labels: LabelScheme | Sequence[str] | None,
+    problems: list[ImportProblem],
 ) -> list[Span]:
-    """The task's spans as entity Spans of ``doc``; every problem is added to ``problems``."""
+    """The task's spans as entity Spans of ``doc``; every problem is added to ``problems``.
+
+    task (ExpertTask): The answered task.
+    doc (Doc): The selected sentence it answers.
+    labels (Union[LabelScheme, Sequence[str], None]): The label scheme (None: the default).
+    problems (List[ImportProblem]): Where the problems go.
+    RETURNS (List[Span]): The valid entities, in order.
+    """
+    scheme = as_scheme(labels)
     entities: dict[tuple[int, int], Span] = {}
     text = doc.text
     for span in task.spans:
@@ -410,8 +423,10 @@ def check_spans(
         def report(message: str, where: str = where) -> None:
             problems.append(ImportProblem(task.task_id, task.sent_id, f"{where} {message}"))
 
-        if span.label not in labels:
-            report(f"has unknown label {span.label!r} (known labels: {', '.join(labels)})")
+        try:
+            scheme.check(span.label, f"span {span.start}:{span.end}")
+        except UnknownLabelError as err:
+            problems.append(ImportProblem(task.task_id, task.sent_id, str(err)))
             continue
         if not 0 <= span.start < span.end <= len(text):
             report(f"is outside the text (0:{len(text)}) or empty")
@@ -465,7 +480,7 @@ def check_spans(
 def build_expert_docs(
     selected: Sequence[Doc],
     tasks: Sequence[ExpertTask],
-    labels: Sequence[str] = meta.ENTITY_LABELS,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
     annotator: str | None = None,
     problems: Sequence[ImportProblem] = (),
 ) -> ImportResult:
@@ -473,12 +488,14 @@ def build_expert_docs(
 
     selected (Sequence[Doc]): The batch that was exported (with ``sent_id``).
     tasks (Sequence[ExpertTask]): The export's tasks.
-    labels (Sequence[str]): The labels an expert may use.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): The label scheme (or its file) an
+        expert may use (None: the default scheme).
     annotator (Optional[str]): Name recorded as ``annotator`` on every expert Doc (default: the
         tool's user id, else ``expert``).
     problems (Sequence[ImportProblem]): Problems already found while reading the export.
     RETURNS (ImportResult): The answered Docs (order of ``selected``) and a summary.
     """
+    scheme = as_scheme(labels)
     problems = list(problems)
     selected_sent_ids(selected)
     by_id = meta.by_sent_id(selected)
@@ -528,7 +545,7 @@ def build_expert_docs(
             )
             continue
         if task.skipped is None:
-            answered[sent_id] = (task, check_spans(task, doc, labels, problems))
+            answered[sent_id] = (task, check_spans(task, doc, scheme, problems))
     if problems:
         raise ImportValidationError(problems)
     docs = []
@@ -580,7 +597,7 @@ def import_annotations(
     export_format: str | None = None,
     use_predictions: bool = False,
     annotator: str | None = None,
-    labels: Sequence[str] = meta.ENTITY_LABELS,
+    labels: LabelScheme | str | Path | Sequence[str] | None = None,
     from_name: str = FROM_NAME,
     to_name: str = TO_NAME,
     summary_path: Path | None = None,
@@ -595,11 +612,13 @@ def import_annotations(
     export_format (Optional[str]): ``labelstudio`` or ``prodigy`` (default: from the suffix).
     use_predictions (bool): Label Studio: take the latest prediction of an unannotated task.
     annotator (Optional[str]): Name recorded as every Doc's ``annotator``.
-    labels (Sequence[str]): The labels an expert may use.
+    labels (Union[LabelScheme, Path, Sequence[str], None]): The label scheme (or its file) an
+        expert may use (None: the default scheme).
     from_name, to_name (str): Label Studio ``<Labels>``/``<Text>`` tag names.
     summary_path (Optional[Path]): Where to write the summary JSON.
     RETURNS (dict): The summary.
     """
+    scheme = as_scheme(labels)  # a bad scheme file fails before the export is read
     export_format = export_format or infer_format(export_path)
     if export_format not in FORMATS:
         raise ImportFormatError(f"format must be one of {FORMATS}, not {export_format!r}")
@@ -611,7 +630,7 @@ def import_annotations(
     else:
         tasks, problems = read_prodigy(export_path)
     try:
-        result = build_expert_docs(selected, tasks, labels, annotator, problems)
+        result = build_expert_docs(selected, tasks, scheme, annotator, problems)
     except ImportValidationError as err:
         raise ImportValidationError(err.problems, export_path) from None
     summary = {"format": export_format, "export": str(export_path), **result.summary}

@@ -4,25 +4,28 @@ It gathers what the workflow's steps wrote under ``metrics/`` (tag distributions
 quality and cost, the model table and comparison, the expert-budget curve and weights, the init
 models, the active learning curves and speed) and names the packaged model. Plots are copied next
 to the report (``reports/plots/``) so the folder can be shared as it is. A missing input is not
-an error: its section says which ``spacy project run`` step writes it.
+an error: its section says which ``spacy project run`` step writes it. Per-type rows list the label
+scheme's labels in its order (``nerloop.labels``).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 from nerloop.io_utils import atomic_path, atomic_write_text
+from nerloop.labels import LabelScheme, as_scheme, load_scheme
 
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """Where the report reads from: the project's variables decide these paths."""
+    """Where the report reads from: the project's variables decide these paths (and ``labels``,
+    the label scheme, defaults to the default scheme file)."""
 
     metrics_dir: Path
     plots_dir: Path
@@ -32,6 +35,7 @@ class ReportInputs:
     al_strategy: str
     package_name: str
     package_version: str
+    labels: LabelScheme = field(default_factory=lambda: load_scheme(None))
 
     @property
     def set_dir(self) -> Path:
@@ -92,10 +96,20 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf8"))
 
 
-def entity_counts_table(distributions: dict[str, Any]) -> str:
-    """Entities per type and split from ``tag_distributions.json``."""
+def entity_counts_table(
+    distributions: dict[str, Any], labels: LabelScheme | Sequence[str] | None = None
+) -> str:
+    """Entities per type and split from ``tag_distributions.json``.
+
+    distributions (Dict[str, Any]): The tag distributions per split.
+    labels (Union[LabelScheme, Sequence[str], None]): The label scheme: a row per label in its
+        order (None: the default scheme); labels the scheme lacks follow, sorted.
+    RETURNS (str): The Markdown table, with a last row for all types.
+    """
+    scheme = as_scheme(labels)
     splits = list(distributions)
-    types = sorted({t for split in splits for t in distributions[split]["entity"]})
+    found = {t for split in splits for t in distributions[split]["entity"]}
+    types = list(scheme.labels) + sorted(found - set(scheme.labels))
     lines = ["| entity | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
     for label in types + ["all"]:
         cells = []
@@ -154,13 +168,21 @@ def build_report(inputs: ReportInputs, output: Path) -> Report:
     m, plots, cheap = inputs.metrics_dir, inputs.plots_dir, inputs.cheap_set
     report = Report(output)
     report.heading("nerloop study report", level=1)
+    scheme = inputs.labels
+    source = f" (`{scheme.path.name}`)" if scheme.path else ""
     report.text(
         f"CoNLL-2003; the cheap set of the budget and active learning experiments: **{cheap}**. "
+        f"Entity labels{source}: {', '.join(scheme.labels)}. "
         "Every figure is on dev unless it says test; test is scored once per chosen model."
     )
 
     report.heading("1. Data: tag distributions")
-    _json_section(report, m / "tag_distributions.json", "analyze", entity_counts_table)
+    _json_section(
+        report,
+        m / "tag_distributions.json",
+        "analyze",
+        lambda distributions: entity_counts_table(distributions, scheme),
+    )
     report.plot(plots / "tags_entity.png", "entities per type and split", "analyze")
     report.plot(plots / "tags_ner.png", "BIO tags per split", "analyze")
 

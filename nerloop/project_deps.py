@@ -208,9 +208,10 @@ def line_modules(project_dir: Path, line: str) -> list[str]:
                 file = _module_file(project_dir, ".".join(pieces[:end]))
                 if file is not None:
                     roots.append(file)
-        path = _norm(word)
-        if path and path.endswith(".py") and _is_module_path(path, project_dir):
-            roots.append(path)
+        for piece in word.split(","):  # spacy package --code a.py,b.py
+            path = _norm(piece)
+            if path and path.endswith(".py") and _is_module_path(path, project_dir):
+                roots.append(path)
     return module_closure(project_dir, roots)
 
 

@@ -57,8 +57,9 @@ def test_every_command_lists_the_modules_and_inputs_its_script_lines_need() -> N
         for line in command["script"]:
             for module in re.findall(r"python -m scripts\.(\w+)", line):
                 assert f"scripts/{module}.py" in info.modules, (command["name"], module)
-            for code in re.findall(r"--code (\S+)", line):
-                assert code in info.modules, (command["name"], code)
+            for codes in re.findall(r"--code (\S+)", line):
+                for code in codes.split(","):
+                    assert code in info.modules, (command["name"], code)
         assert set(info.modules) <= set(command["deps"]), command["name"]
     # transitive imports count, and imports inside functions: nerloop.training imports
     # components.bio_ner in the function that builds a pipeline
@@ -298,3 +299,15 @@ def test_no_dep_or_output_is_merged_by_interpolation() -> None:
         if ", " in item
     ]
     assert merged == []
+
+
+def test_every_file_of_a_comma_separated_code_option_is_a_module_dep() -> None:
+    """spacy package --code a.py,b.py imports both files: both are the step's modules."""
+    from nerloop.project_deps import line_modules
+
+    line = (
+        "python -m spacy package training/gold/model-selected packages "
+        "--code components/bio_ner.py,components/frozen_encoder.py --build wheel"
+    )
+    modules = line_modules(ROOT, line)
+    assert "components/bio_ner.py" in modules and "components/frozen_encoder.py" in modules

@@ -167,13 +167,16 @@ def mix_corpus(
     gold_docs (Sequence[Doc]): The gold train Docs (a superset of the cheap sentences).
     expert_ids (Sequence[int]): Sentence ids that get gold labels; all must be in the pool.
     pool (str): ``rest``, ``cheap`` or ``auto`` (see the module docstring).
-    cheap_weight (float): Loss weight of the cheap Docs.
+    cheap_weight (float): Loss weight of the cheap Docs; 0 keeps them in the corpus without
+        teaching anything, so that fine-tuning an LLM-only model on the mix learns from the
+        experts alone (the LLM labels then act only through the model's starting point).
     expert_weight (float): Loss weight of the expert Docs.
     RETURNS (MixedCorpus): The Docs and a JSON-serialisable provenance summary.
     """
-    for name, value in (("cheap_weight", cheap_weight), ("expert_weight", expert_weight)):
-        if not value > 0:
-            raise SettingsError(f"{name} must be positive, not {value}")
+    if not cheap_weight >= 0:
+        raise SettingsError(f"cheap_weight must be 0 or more, not {cheap_weight}")
+    if not expert_weight > 0:
+        raise SettingsError(f"expert_weight must be positive, not {expert_weight}")
     cheap = meta.by_sent_id(cheap_docs)
     gold = meta.by_sent_id(gold_docs)
     setting = resolve_pool_setting(cheap, gold, pool)

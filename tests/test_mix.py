@@ -117,6 +117,18 @@ def test_domain_errors(rest_setting) -> None:
         draw_expert_ids(range(10, 40), -1, seed=0)
     with pytest.raises(SettingsError, match="expert_weight must be positive"):
         mix_corpus(cheap, gold, [12], expert_weight=0.0)
+    with pytest.raises(SettingsError, match="cheap_weight must be 0 or more, not -0.5"):
+        mix_corpus(cheap, gold, [12], cheap_weight=-0.5)
+
+
+def test_cheap_weight_zero_keeps_every_cheap_sentence_with_no_weight(rest_setting) -> None:
+    """Learning from the experts alone: every cheap sentence stays, weighted 0."""
+    cheap, gold = rest_setting
+    mixed = mix_corpus(cheap, gold, [12], cheap_weight=0.0, expert_weight=2.0)
+    weights = {meta.sent_id(d): meta.weight(d) for d in mixed.docs}
+    assert len(mixed.docs) == len(cheap) + 1
+    assert weights.pop(12) == 2.0
+    assert set(weights.values()) == {0.0}
 
 
 def test_an_expert_doc_with_other_words_is_refused(relabel_setting) -> None:

@@ -188,9 +188,10 @@ class IterationSettings:
         for name, value in positive.items():
             if value < 1:
                 raise SettingsError(f"{name} must be at least 1, not {value}")
-        for name in ("cheap_weight", "expert_weight"):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"{name} must be positive, not {getattr(self, name)}")
+        if not self.cheap_weight >= 0:  # 0: learn from the experts alone (see mix_corpus)
+            raise SettingsError(f"cheap_weight must be 0 or more, not {self.cheap_weight}")
+        if not self.expert_weight > 0:
+            raise SettingsError(f"expert_weight must be positive, not {self.expert_weight}")
         if self.mc_samples < 2:
             raise SettingsError(f"mc_samples must be at least 2, not {self.mc_samples}")
         if not 0.0 <= self.mc_dropout < 1.0:

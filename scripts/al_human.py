@@ -21,6 +21,13 @@ from nerloop.formats.common import FORMATS
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 ConfigOption = typer.Option(DEFAULT_CONFIG, "--config", exists=True, dir_okay=False)
 ProgressOption = typer.Option(True, help="Show progress bars")
+LabelsOption = typer.Option(
+    None,
+    "--labels",
+    exists=True,
+    dir_okay=False,
+    help="Label scheme (default: the labels the current model tags)",
+)
 
 
 @app.command(context_settings=OVERRIDES_CONTEXT)
@@ -40,6 +47,14 @@ def select(
         dir_okay=False,
         help="First use: DocBin of the expert Docs the start model was trained with",
     ),
+    exclude: Path | None = typer.Option(
+        None,
+        "--exclude",
+        exists=True,
+        dir_okay=False,
+        help="First use: DocBin of sentences never to select (the experts' fixed dev sample)",
+    ),
+    labels: Path | None = LabelsOption,
     config_path: Path = ConfigOption,
     progress: bool = ProgressOption,
 ) -> None:
@@ -52,6 +67,8 @@ def select(
         overrides,
         model=model,
         initial_experts=initial_experts,
+        exclude=exclude,
+        labels=labels,
         progress=progress,
     )
     msg.good(
@@ -81,6 +98,7 @@ def update(
     annotator: str | None = typer.Option(
         None, help="Annotator name for every Doc (default: the tool's user id)"
     ),
+    labels: Path | None = LabelsOption,
     config_path: Path = ConfigOption,
     progress: bool = ProgressOption,
 ) -> None:
@@ -95,6 +113,7 @@ def update(
         config_path,
         overrides,
         annotator=annotator,
+        labels=labels,
         progress=progress,
     )
     for item in manifest["skipped"]:

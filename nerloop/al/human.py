@@ -26,6 +26,12 @@ manifest has the simulated loop's keys, so ``CheckpointStore(STATE)`` reads the 
 simulated run's. The settings are those of ``configs/al.cfg`` (``[loop]``, ``[mix]``,
 ``[training]``, ``[hub]``).
 
+The labels offered to the experts and checked on import are those of the label scheme given
+(``labels``), else those the current model tags (with the descriptions of the scheme file its
+config names, when that file still lists them). Sentences given as ``exclude`` on first use
+(e.g. the fixed dev sample of a corpus without gold, ``nerloop.nogold``) are never candidates,
+and ``update`` refuses answers to them.
+
 ``state.json`` is written last by both commands: it is the commit point. Everything else is
 written atomically before it and is simply redone when a command is run again after a crash
 (``expert.spacy`` only ever keeps the sentences ``state.json`` records as labelled, plus the
@@ -41,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from confection import Config
+from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
@@ -55,13 +62,14 @@ from nerloop.al.settings import (
 )
 from nerloop.corpus import meta
 from nerloop.errors import NerloopError
-from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline
+from nerloop.eval.pipeline import evaluate_pipeline, load_pipeline, tagger_of
 from nerloop.fingerprint import file_fingerprint, fingerprint
 from nerloop.formats.common import FORMATS
 from nerloop.formats.export import export_batch
 from nerloop.formats.importing import import_annotations
 from nerloop.hub import HubSettings
 from nerloop.io_utils import atomic_write_json, read_docbin, write_docbin
+from nerloop.labels import LabelScheme, as_scheme, load_scheme, scheme_from_labels
 from nerloop.mixing import EXPERT_SOURCE
 from nerloop.settings import write_resolved
 
@@ -96,6 +104,19 @@ def model_path(state_dir: Path, state: dict[str, Any]) -> Path:
     return path if path.is_absolute() else state_dir / path
 
 
+def pipeline_scheme(nlp: Language) -> LabelScheme:
+    """The label scheme a trained pipeline tags: its ``bio_ner`` labels, with the descriptions of
+    the scheme file ``paths.labels`` of its config (null: the default scheme) when that file
+    lists the same labels."""
+    labels = tuple(tagger_of(nlp).labels)
+    path = nlp.config.get("paths", {}).get("labels")
+    if path is None or Path(path).is_file():
+        scheme = load_scheme(path)
+        if scheme.labels == labels:
+            return scheme
+    return scheme_from_labels(labels)
+
+
 def _require_state(state_dir: Path) -> dict[str, Any]:
     state = read_state(state_dir)
     if state is None:
@@ -116,7 +137,25 @@ def without_entities(doc: Doc) -> Doc:
     return copy
 
 
-def _new_state(state_dir: Path, model: Path | None, initial_experts: Path | None) -> dict:
+def _excluded_ids(path: Path | None, initial_ids: list[int]) -> list[int]:
+    if path is None:
+        return []
+    ids = sorted({meta.sent_id(doc) for doc in read_docbin(path, Vocab())})
+    overlap = sorted(set(ids) & set(initial_ids))
+    if overlap:
+        raise HumanLoopError(
+            f"sentences {overlap} of {path} are also initial experts: a sentence that is "
+            "never to be chosen cannot be in the training set either"
+        )
+    return ids
+
+
+def _new_state(
+    state_dir: Path,
+    model: Path | None,
+    initial_experts: Path | None,
+    exclude: Path | None = None,
+) -> dict:
     if model is None:
         raise HumanLoopError(f"{state_dir} has no state yet: give the start model (--model)")
     if not (model / "config.cfg").exists():
@@ -129,6 +168,8 @@ def _new_state(state_dir: Path, model: Path | None, initial_experts: Path | None
         for doc in experts:
             meta.set_meta(doc, source=EXPERT_SOURCE)
         initial_ids = [meta.sent_id(doc) for doc in experts]
+    excluded_ids = _excluded_ids(exclude, initial_ids)
+    if initial_experts is not None:
         # written before state.json (the commit point): a crash here leaves no state
         write_docbin(state_dir / EXPERT_FILE, experts)
     return {
@@ -139,6 +180,8 @@ def _new_state(state_dir: Path, model: Path | None, initial_experts: Path | None
         "initial_experts": str(initial_experts) if initial_experts else None,
         "n_initial_experts": len(initial_ids),
         "labelled_ids": initial_ids,
+        "exclude": str(exclude) if exclude else None,
+        "excluded_ids": excluded_ids,
         "pending": None,
         "history": [],
     }
@@ -150,6 +193,8 @@ def select_for_experts(
     *,
     model: Path | None = None,
     initial_experts: Path | None = None,
+    exclude: Path | None = None,
+    labels: LabelScheme | str | Path | None = None,
     settings: IterationSettings | None = None,
     config: Config | None = None,
     progress: bool = True,
@@ -162,6 +207,10 @@ def select_for_experts(
     initial_experts (Optional[Path]): First use only: a DocBin with the expert-labelled Docs the
         start model was trained with (e.g. the init model's mixed corpus, of which the Docs with
         source "expert" are taken). They join every later training set and are never selected.
+    exclude (Optional[Path]): First use only: a DocBin of sentences (by ``sent_id``) that are
+        never selected, e.g. the experts' fixed dev sample.
+    labels (Union[LabelScheme, Path, None]): The label scheme offered to the experts (None: the
+        labels the current model tags).
     settings (Optional[IterationSettings]): The strategy, ``batch_to_add``, the seed (it seeds
         MC dropout, the random baseline and the fine-tuning of this iteration), ``max_jaccard``.
     config (Optional[Config]): The resolved settings, written to ``iter_{i}/config.cfg``.
@@ -171,11 +220,10 @@ def select_for_experts(
     strategy = settings.make_strategy()
     state = read_state(state_dir)
     if state is None:
-        state = _new_state(state_dir, model, initial_experts)
-    elif initial_experts is not None:
-        raise HumanLoopError(
-            f"{state_dir} has started: --initial-experts is only read on first use"
-        )
+        state = _new_state(state_dir, model, initial_experts, exclude)
+    elif initial_experts is not None or exclude is not None:
+        option = "--initial-experts" if initial_experts is not None else "--exclude"
+        raise HumanLoopError(f"{state_dir} has started: {option} is only read on first use")
     elif model is not None and model.resolve() != Path(state["start_model"]):
         raise HumanLoopError(
             f"{state_dir} was started from {state['start_model']}, not {model}: "
@@ -191,9 +239,9 @@ def select_for_experts(
     iteration = state["iteration"] + 1
     current = model_path(state_dir, state)
     nlp = load_pipeline(current)
-    labelled = set(state["labelled_ids"])
+    never = set(state["labelled_ids"]) | set(state.get("excluded_ids", []))
     candidates = [
-        doc for doc in read_docbin(pool_path, nlp.vocab) if meta.sent_id(doc) not in labelled
+        doc for doc in read_docbin(pool_path, nlp.vocab) if meta.sent_id(doc) not in never
     ]
     selection = al_iteration.select(
         nlp,
@@ -224,7 +272,12 @@ def select_for_experts(
     )
     version = current.name if current.name.startswith("active_iter_") else "start"
     export = export_batch(
-        current, selected_path, folder / "export", model_version=version, progress=progress
+        current,
+        selected_path,
+        folder / "export",
+        model_version=version,
+        labels=as_scheme(labels) if labels is not None else pipeline_scheme(nlp),
+        progress=progress,
     )
     if config is not None:
         write_resolved(config, folder)
@@ -256,6 +309,7 @@ def update_from_experts(
     *,
     settings: IterationSettings | None = None,
     annotator: str | None = None,
+    labels: LabelScheme | str | Path | None = None,
     hub: HubSettings | None = None,
     config: Config | None = None,
     progress: bool = True,
@@ -269,6 +323,8 @@ def update_from_experts(
     dev_path (Path): Gold dev DocBin (F1, accuracy, loss).
     settings (Optional[IterationSettings]): Epochs, optimiser settings and loss weights of the
         fine-tuning (its seed is the one ``select`` used).
+    labels (Union[LabelScheme, Path, None]): The label scheme the answers are checked against
+        (None: the labels the current model tags).
     hub (Optional[HubSettings]): Also push the checkpoint to its own branch of this repo.
     config (Optional[Config]): The resolved settings, written to ``iter_{i}/config.cfg``.
     RETURNS (dict): The checkpoint's manifest (the keys of ``checkpoints.MANIFEST_KEYS``).
@@ -285,6 +341,7 @@ def update_from_experts(
     store = open_store(state_dir, hub)  # a Hub token is checked before anything is written
     iteration = pending["iteration"]
     folder = iteration_dir(state_dir, iteration)
+    nlp = load_pipeline(model_path(state_dir, state))
     # Validation errors are raised here, before anything is written.
     summary = import_annotations(
         answers_path,
@@ -292,6 +349,7 @@ def update_from_experts(
         folder / "answers.spacy",
         answers_format,
         annotator=annotator,
+        labels=as_scheme(labels) if labels is not None else pipeline_scheme(nlp),
         summary_path=folder / "import_summary.json",
     )
     vocab = Vocab()
@@ -308,6 +366,12 @@ def update_from_experts(
     twice = sorted(set(added_ids) & labelled)
     if twice:
         raise HumanLoopError(f"sentences {twice} were labelled in an earlier iteration")
+    excluded = sorted(set(added_ids) & set(state.get("excluded_ids", [])))
+    if excluded:
+        raise HumanLoopError(
+            f"sentences {excluded} are excluded from this run ({state.get('exclude')}): they "
+            "must not be trained on"
+        )
     n_initial = state.get("n_initial_experts", 0)
     before_ids = state["labelled_ids"][n_initial:]
     cheap = read_docbin(cheap_path, vocab)
@@ -323,7 +387,6 @@ def update_from_experts(
     if config is not None:
         write_resolved(config, folder)
     store.remove_unfinished()
-    nlp = load_pipeline(model_path(state_dir, state))
     common = {
         "settings": settings.to_dict(),
         "fingerprint": fingerprint({"settings": settings.to_dict(), "inputs": inputs}),

@@ -388,9 +388,10 @@ def test_mix_cli_with_noisy_downweight_writes_the_report(
 
 
 def init_settings(tmp_path: Path, noisy: str) -> Path:
-    """configs/kfold.cfg with a [noisy] section."""
+    """configs/kfold.cfg with its [noisy] section (the last one) replaced by ``noisy``."""
     settings = tmp_path / "kfold_noisy.cfg"
-    settings.write_text(KFOLD_CONFIG.read_text(encoding="utf8") + "\n[noisy]\n" + noisy)
+    base = KFOLD_CONFIG.read_text(encoding="utf8").split("\n[noisy]\n")[0]
+    settings.write_text(base + "\n[noisy]\n" + noisy)
     return settings
 
 

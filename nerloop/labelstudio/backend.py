@@ -315,6 +315,7 @@ class NerBackend:
                 self.settings.config_path,
                 self.settings.overrides,
                 model=model,
+                labels=self.scheme,
                 progress=False,
             )
 
@@ -551,6 +552,7 @@ class NerBackend:
                 self.settings.dev,
                 self.settings.config_path,
                 self.settings.overrides,
+                labels=self.scheme,  # imports are checked against the served scheme
                 progress=False,
             )
             record = self.record()

@@ -39,3 +39,37 @@ def test_same_seed_same_corruption_and_per_sentence_draws() -> None:
     assert [ents(d) for d in a[2:]] == [ents(d) for d in c]
     with pytest.raises(SettingsError, match="miss_rate must be between 0 and 1"):
         corrupt_labels(gold, miss_rate=1.5, wrong_label_rate=0.0)
+
+
+def test_simulated_experts_answer_exported_tasks_with_the_gold_entities(tmp_path) -> None:
+    """The answers import through the real Label Studio reader to exactly the gold spans."""
+    import json
+
+    from spacy.tokens import DocBin
+
+    from nerloop.corpus.simulate import expert_answers
+    from nerloop.formats.export import PreAnnotated, label_studio_task
+    from nerloop.formats.importing import import_annotations
+    from nerloop.io_utils import read_docbin
+
+    gold = sentence_docs()
+    blank = [d.copy() for d in gold]
+    for doc in blank:
+        doc.set_ents([], default="outside")
+    # the LLM's (here: no) entities as the pre-annotation the experts replace
+    tasks = [label_studio_task(PreAnnotated(d, d, 1.0), "llm") for d in blank]
+    answers = expert_answers(tasks, meta.by_sent_id(gold))
+    assert [t["data"]["sent_id"] for t in answers] == [meta.sent_id(d) for d in gold]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(answers))
+    selected = tmp_path / "selected.spacy"
+    DocBin(docs=blank, store_user_data=True).to_disk(selected)
+    output = tmp_path / "experts.spacy"
+    summary = import_annotations(path, selected, output, "labelstudio")
+    assert (summary["n_imported"], summary["n_skipped"]) == (len(gold), 0)
+    assert [ents(d) for d in read_docbin(output)] == [ents(d) for d in gold]
+    with pytest.raises(SettingsError, match="has no gold sentence"):
+        expert_answers(tasks, {})
+    changed = [dict(tasks[0], data={**tasks[0]["data"], "text": "Something else ."})]
+    with pytest.raises(SettingsError, match="its text is not the gold sentence's"):
+        expert_answers(changed, meta.by_sent_id(gold))

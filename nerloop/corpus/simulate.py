@@ -80,3 +80,47 @@ def corrupt_labels(
         **dict(counts),
     }
     return out, report
+
+
+def expert_answers(
+    tasks: Sequence[dict[str, Any]], gold: dict[int, Doc], *, annotator_id: int = 1
+) -> list[dict[str, Any]]:
+    """Simulated experts: Label Studio's JSON export of ``tasks`` (as nerloop exported them,
+    pre-annotations included) after an expert replaced every pre-annotation with the gold
+    entities of the task's sentence. Every figure made with it must say the experts were
+    simulated.
+
+    tasks (Sequence[dict]): Label Studio tasks with ``data.sent_id`` (``labelstudio_tasks.json``).
+    gold (Dict[int, Doc]): Gold Docs by sentence id.
+    annotator_id (int): The ``completed_by`` user id written on every annotation.
+    RETURNS (List[dict]): The export, one task per input task, in the same order.
+    """
+    # imported here: nerloop.formats imports nerloop.corpus
+    from nerloop.formats.common import label_studio_result
+
+    out = []
+    for position, task in enumerate(tasks):
+        sent_id = task.get("data", {}).get("sent_id")
+        if sent_id not in gold:
+            raise SettingsError(
+                f"task {position} (sent_id {sent_id!r}) has no gold sentence to answer it from"
+            )
+        doc = gold[sent_id]
+        if doc.text != task["data"].get("text"):
+            raise SettingsError(
+                f"task {position} (sent_id {sent_id}): its text is not the gold sentence's"
+            )
+        answered = dict(task)
+        answered["id"] = task.get("id", position + 1)
+        answered["annotations"] = [
+            {
+                "id": position + 1,
+                "completed_by": annotator_id,
+                "was_cancelled": False,
+                "created_at": "1970-01-01T00:00:00.000000Z",
+                "updated_at": "1970-01-01T00:00:00.000000Z",
+                "result": [label_studio_result(ent, i) for i, ent in enumerate(doc.ents)],
+            }
+        ]
+        out.append(answered)
+    return out

@@ -642,3 +642,139 @@ def test_strategies_as_ray_tasks_match_the_serial_run(
         }
     assert list(runs["ray"]) == ["entropy", "random"]
     assert runs["serial"] == runs["ray"]
+
+
+def test_seeds_are_averaged_with_their_spread_and_reach_counts() -> None:
+    def row(strategy: str, best: float, to_90: int | None, ratio: float | None) -> dict:
+        return {
+            "strategy": strategy,
+            "description": strategy,
+            "n_initial_expert": 5,
+            "stopped": "max iterations",
+            "best_checkpoint": "active_iter_1_added_10",
+            "iterations": 2,
+            "final_n_added": 20,
+            "final_n_added_tokens": 300,
+            "final_dev_f1": best,
+            "best_dev_f1": best,
+            "curve_area": best,
+            "seconds_per_iteration": 1.0,
+            "scoring_sentences_per_second": 10.0,
+            "sentences_to_target": to_90,
+            "tokens_to_target": None,
+            "ratio_to_random": ratio,
+            "tokens_ratio_to_random": None,
+            "sentences_to_90pct": to_90,
+            "tokens_to_90pct": None,
+            "sentences_to_95pct": None,
+            "tokens_to_95pct": None,
+        }
+
+    rows = al_compare.aggregate_seeds(
+        {
+            0: [row("margin", 0.6, 10, 0.5), row("random", 0.5, 20, 1.0)],
+            1: [row("margin", 0.8, 30, 1.5), row("random", 0.7, 20, 1.0)],
+            2: [row("margin", 0.7, None, None), row("random", 0.6, None, None)],
+        }
+    )
+    margin = rows[0]
+    assert margin["strategy"] == "margin" and margin["n_seeds"] == 3
+    assert margin["best_dev_f1"] == pytest.approx(0.7)
+    assert margin["best_dev_f1_std"] == pytest.approx(0.1)
+    # the effort is averaged over the two seeds that reached the target, and they are counted
+    assert (margin["sentences_to_90pct"], margin["sentences_to_90pct_reached"]) == (20, 2)
+    assert margin["sentences_to_90pct_std"] == pytest.approx(2**0.5 * 10)
+    assert margin["ratio_to_random"] == pytest.approx(1.0)
+    assert margin["sentences_to_95pct"] is None and margin["sentences_to_95pct_reached"] == 0
+    table = al_compare.comparison_markdown(
+        {
+            "target": {"f1": 0.7, "description": "given"},
+            "rows": rows,
+            "n_initial_expert": 5,
+            "seeds": [0, 1, 2],
+        }
+    )
+    assert "| margin | 20 ± 14 (2/3) | not reached (0/3) | 1.00 ± 0.71 (2/3) |" in table
+    assert "0.7000 ± 0.1000" in table and "over 3 seeds (0, 1, 2)" in table
+
+
+def test_compare_over_seeds_runs_each_seed_in_its_folder(
+    corpus, uninterrupted: Path, tmp_path: Path
+) -> None:
+    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
+    settings = replace(
+        tiny_settings(corpus, max_iterations=1),
+        init_model=str(init_model),
+        init_config=None,
+        initial_epochs=None,
+    )
+    result = al_compare.run_comparison(
+        settings,
+        tmp_path / "compare",
+        ["entropy", "random"],
+        target={"f1": 0.3, "description": "given"},
+        evaluate_test=corpus["dev"],
+        chosen_strategy="entropy",
+        progress=False,
+        executor="serial",
+        seeds=[3, 4],
+    )
+    assert result["seeds"] == [3, 4] and set(result["per_seed"]) == {"3", "4"}
+    added = {}
+    for seed in (3, 4):
+        history = json.loads(
+            (tmp_path / "compare" / f"seed_{seed}" / "random" / "history.json").read_text()
+        )
+        assert history["settings"]["seed"] == seed
+        added[seed] = history["iterations"][1]["added_ids"]
+    assert added[3] != added[4]  # the random baseline follows the seed
+    rows = {row["strategy"]: row for row in result["rows"]}
+    per_seed = [
+        {r["strategy"]: r for r in result["per_seed"][s]["rows"]}["entropy"] for s in ("3", "4")
+    ]
+    assert rows["entropy"]["best_dev_f1"] == pytest.approx(
+        (per_seed[0]["best_dev_f1"] + per_seed[1]["best_dev_f1"]) / 2
+    )
+    assert result["test"]["seed"] == 3
+    assert (tmp_path / "compare" / "seed_3" / "entropy" / "test_metrics.json").exists()
+    assert (tmp_path / "compare" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "over 2 seeds (3, 4)" in (tmp_path / "compare" / "comparison.md").read_text()
+
+    # test F1 at fixed budgets: each seed's checkpoint with that many added, scored once
+    from nerloop.al.budget_test import BudgetTestError, budget_markdown, evaluate_budgets
+
+    n_added = result["per_seed"]["3"]["curves"]["random"][1]["n_added"]
+    budgets = evaluate_budgets(
+        tmp_path / "compare", corpus["dev"], [0, n_added], reference_test_f1=0.5, pool_size=20
+    )
+    random_row = {row["strategy"]: row for row in budgets["rows"]}["random"]
+    start, after = random_row["budgets"]
+    assert start["checkpoints"] == ["active_iter_0_added_0"] * 2
+    assert start["test_f1"][0] == start["test_f1"][1]  # the same init model for both seeds
+    assert after["checkpoints"] == [f"active_iter_1_added_{n_added}"] * 2
+    assert after["test_f1_mean"] == pytest.approx(sum(after["test_f1"]) / 2)
+    assert after["share_of_reference"] == pytest.approx(after["test_f1_mean"] / 0.5)
+    assert after["pct_of_pool"] == pytest.approx(100 * n_added / 20)
+    kept = tmp_path / "compare" / "seed_4" / "random" / "budget_test"
+    kept = kept / f"active_iter_1_added_{n_added}.json"
+    before = kept.stat().st_mtime_ns
+    again = evaluate_budgets(tmp_path / "compare", corpus["dev"], [n_added])
+    assert kept.stat().st_mtime_ns == before  # not scored again
+    assert again["rows"][1]["budgets"][0]["test_f1"] == after["test_f1"]
+    assert f"| random | {start['test_f1_mean']:.4f} ± 0.0000 (" in budget_markdown(budgets)
+    with pytest.raises(BudgetTestError, match="no checkpoint with 999 added sentences"):
+        evaluate_budgets(tmp_path / "compare", corpus["dev"], [999])
+
+
+def test_compare_seeds_from_the_settings_file_or_the_command_line() -> None:
+    from nerloop.al.settings import compare_settings, load_al_config
+    from nerloop.errors import SettingsError
+
+    config = ROOT / "configs" / "al.cfg"
+    assert compare_settings(load_al_config(config)).seeds is None
+    assert compare_settings(load_al_config(config, {"compare.seeds": "0,1,2"})).seeds == (0, 1, 2)
+    assert compare_settings(load_al_config(config, {"compare.seeds": [5, 6]})).seeds == (5, 6)
+    with pytest.raises(SettingsError, match="seeds must be distinct"):
+        compare_settings(load_al_config(config, {"compare.seeds": "1,1"}))
+    with pytest.raises(SettingsError, match="seeds must be integers"):
+        compare_settings(load_al_config(config, {"compare.seeds": "one,two"}))

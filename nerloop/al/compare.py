@@ -147,12 +147,95 @@ def compare_histories(
     return rows
 
 
+# Row keys averaged over seeds, and the expert efforts among them (a seed that never reaches
+# a target has no effort: the mean is over the seeds that did, and their count is kept).
+MEAN_KEYS = (
+    "iterations",
+    "final_n_added",
+    "final_n_added_tokens",
+    "final_dev_f1",
+    "best_dev_f1",
+    "curve_area",
+    "seconds_per_iteration",
+    "scoring_sentences_per_second",
+)
+EFFORT_KEYS = (
+    "sentences_to_target",
+    "tokens_to_target",
+    "ratio_to_random",
+    "tokens_ratio_to_random",
+    *(f"{unit}_to_{fraction_name(f)}" for f in GOLD_FRACTIONS for unit in ("sentences", "tokens")),
+)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    variance = sum((value - mean) ** 2 for value in values) / (len(values) - 1)
+    return mean, variance**0.5
+
+
+def aggregate_seeds(rows_by_seed: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per strategy over several seeds: the mean of each of ``MEAN_KEYS`` and
+    ``EFFORT_KEYS`` with its sample standard deviation (``<key>_std``); for the efforts, the
+    mean is over the seeds that reached the target and ``<key>_reached`` counts them.
+    Ratios to random are averaged per seed (each seed's strategy against the same seed's random).
+
+    rows_by_seed (Dict[int, List[dict]]): ``compare_histories`` rows of each seed.
+    RETURNS (List[dict]): The rows, in the strategies' order, with ``n_seeds`` and ``seeds``.
+    """
+    seeds = list(rows_by_seed)
+    by_strategy: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:
+        for row in rows_by_seed[seed]:
+            by_strategy.setdefault(row["strategy"], []).append(row)
+    out = []
+    for name, rows in by_strategy.items():
+        merged: dict[str, Any] = {
+            "strategy": name,
+            "description": rows[0]["description"],
+            "n_initial_expert": rows[0]["n_initial_expert"],
+            "n_seeds": len(rows),
+            "seeds": seeds,
+            "stopped": [row["stopped"] for row in rows],
+            "best_checkpoint": [row["best_checkpoint"] for row in rows],
+        }
+        for key in (*MEAN_KEYS, *EFFORT_KEYS):
+            values = [row[key] for row in rows if row.get(key) is not None]
+            merged[key], merged[f"{key}_std"] = _mean_std(values)
+            if key in EFFORT_KEYS:
+                merged[f"{key}_reached"] = len(values)
+        out.append(merged)
+    return out
+
+
 def _number(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _reached(value: int | None) -> str:
     return "not reached" if value is None else str(value)
+
+
+def _cell(row: dict[str, Any], key: str, digits: int = 4) -> str:
+    """A table cell: the value, or over seeds the mean ± standard deviation (and for an
+    effort how many seeds reached it)."""
+    effort = key in EFFORT_KEYS
+    value = row.get(key)
+    if "n_seeds" not in row:
+        if effort and not key.startswith(("ratio", "tokens_ratio")):
+            return _reached(value)
+        return _number(value, digits)
+    if value is None:
+        return f"not reached (0/{row['n_seeds']})" if effort else "–"
+    digits = 0 if key.startswith(("sentences", "tokens_to", "final_n", "iterations")) else digits
+    text = f"{value:.{digits}f} ± {row[f'{key}_std']:.{digits}f}"
+    if effort:
+        text += f" ({row[f'{key}_reached']}/{row['n_seeds']})"
+    return text
 
 
 def comparison_markdown(result: dict[str, Any]) -> str:
@@ -171,17 +254,25 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
-        lines.append(
-            f"| {row['strategy']} | {_reached(row['sentences_to_target'])} | "
-            f"{_reached(row['tokens_to_target'])} | "
-            f"{_number(row['ratio_to_random'], 2)} | "
-            f"{_number(row['tokens_ratio_to_random'], 2)} | {row['iterations']} | "
-            f"{row['final_n_added']} | {_reached(row['final_n_added_tokens'])} | "
-            f"{_number(row['final_dev_f1'])} | "
-            f"{_number(row['best_dev_f1'])} | {_number(row['curve_area'])} | "
-            f"{_number(row['seconds_per_iteration'], 1)} | "
-            f"{_number(row['scoring_sentences_per_second'], 1)} |"
-        )
+        if "n_seeds" in row:
+            counts = [_cell(row, key) for key in ("iterations", "final_n_added")]
+            counts.append(_cell(row, "final_n_added_tokens"))
+        else:
+            counts = [str(row["iterations"]), str(row["final_n_added"])]
+            counts.append(_reached(row["final_n_added_tokens"]))
+        cells = [
+            _cell(row, "sentences_to_target"),
+            _cell(row, "tokens_to_target"),
+            _cell(row, "ratio_to_random", 2),
+            _cell(row, "tokens_ratio_to_random", 2),
+            *counts,
+            _cell(row, "final_dev_f1"),
+            _cell(row, "best_dev_f1"),
+            _cell(row, "curve_area"),
+            _cell(row, "seconds_per_iteration", 1),
+            _cell(row, "scoring_sentences_per_second", 1),
+        ]
+        lines.append(f"| {row['strategy']} | " + " | ".join(cells) + " |")
     reference = target.get("reference")
     if reference is not None:
         names = [fraction_name(fraction) for fraction in GOLD_FRACTIONS]
@@ -198,10 +289,18 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         ]
         for row in result["rows"]:
             cells = " | ".join(
-                f"{_reached(row[f'sentences_to_{name}'])} | {_reached(row[f'tokens_to_{name}'])}"
+                f"{_cell(row, f'sentences_to_{name}')} | {_cell(row, f'tokens_to_{name}')}"
                 for name in names
             )
             lines.append(f"| {row['strategy']} | {cells} |")
+    if result.get("seeds"):
+        seeds = ", ".join(str(seed) for seed in result["seeds"])
+        lines += [
+            "",
+            f"Mean ± sample standard deviation over {len(result['seeds'])} seeds ({seeds}); an "
+            "effort is averaged over the seeds that reached its target (their count in "
+            "brackets), a ratio to random per seed against the same seed's random run.",
+        ]
     lines += [
         "",
         f"Every strategy starts from the same model with {result['n_initial_expert']} initial "
@@ -303,12 +402,67 @@ def run_strategies(
     executor / threads / address: As in ``run_tasks`` (``ray`` for a cluster).
     RETURNS (Dict[str, dict]): The history of each strategy, in the order given.
     """
+    runs = {
+        name: (replace(settings, strategy=name), Path(output_dir) / name) for name in strategies
+    }
+    return _run_loops(
+        runs, processes=processes, executor=executor, threads=threads, address=address,
+        progress=progress,
+    )  # fmt: skip
+
+
+def seed_dir(output_dir: Path, seed: int) -> Path:
+    """The folder of one seed's loops in a comparison over several seeds."""
+    return Path(output_dir) / f"seed_{seed}"
+
+
+def run_seeded_strategies(
+    settings: LoopSettings,
+    output_dir: Path,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    processes: int = 1,
+    executor: str = "local",
+    threads: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """Run (or resume) the loop once per strategy and seed, each in
+    ``output_dir/seed_<seed>/<strategy>`` with ``[loop] seed`` set (training, the random
+    baseline, MC dropout and the pool sample follow it; the init model is the same), all
+    through one ``run_tasks`` call so that every loop can run at once.
+
+    RETURNS (Dict[int, Dict[str, dict]]): Each seed's history of each strategy.
+    """
+    runs = {
+        f"{name}@{seed}": (
+            replace(settings, strategy=name, seed=seed),
+            seed_dir(output_dir, seed) / name,
+        )
+        for seed in seeds
+        for name in strategies
+    }
+    done = _run_loops(
+        runs, processes=processes, executor=executor, threads=threads, address=address,
+        progress=progress,
+    )  # fmt: skip
+    return {seed: {name: done[f"{name}@{seed}"] for name in strategies} for seed in seeds}
+
+
+def _run_loops(
+    runs: dict[str, tuple[LoopSettings, Path]],
+    *,
+    processes: int,
+    executor: str,
+    threads: int | None,
+    address: str | None,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
     in_process = executor == "serial" or (executor == "local" and processes <= 1)
     tasks = [
-        StrategyRun(
-            name, replace(settings, strategy=name), Path(output_dir) / name, progress and in_process
-        )
-        for name in strategies
+        StrategyRun(name, loop_settings_, folder, progress and in_process)
+        for name, (loop_settings_, folder) in runs.items()
     ]
     done: dict[str, dict[str, Any]] = {}
     failed: list[tuple[str, BaseException]] = []
@@ -340,7 +494,7 @@ def run_strategies(
         )
     if failed:
         raise failed[0][1]
-    return {name: done[name] for name in strategies}
+    return {name: done[name] for name in runs}
 
 
 def run_comparison(
@@ -360,19 +514,25 @@ def run_comparison(
     threads: int | None = None,
     address: str | None = None,
     config: Config | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the loop once per strategy, then write the JSON, table and plot.
 
     config (Optional[Config]): The resolved settings, written to ``output_dir/config.cfg`` and,
         with each strategy's ``[loop] strategy``, to each strategy's folder.
+    seeds (Optional[Sequence[int]]): Run every strategy once per seed
+        (``output_dir/seed_<seed>/<strategy>``); the rows are then the mean and spread over the
+        seeds (``aggregate_seeds``), ``per_seed`` keeps each seed's rows and curves, and the
+        test score is that of the chosen strategy's first seed. None: once, with the loop's seed.
     """
-    if not strategies:
-        raise UnknownStrategyError("give at least one strategy")
-    for name in strategies:
-        if name not in STRATEGIES:
-            raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
-    if evaluate_test is not None and chosen_strategy not in strategies:
-        raise UnknownStrategyError(f"[compare] chosen_strategy {chosen_strategy!r} is not compared")
+    if seeds is not None:
+        return _run_seeded_comparison(
+            settings, output_dir, strategies, list(seeds), target=target,
+            evaluate_test=evaluate_test, chosen_strategy=chosen_strategy, output=output,
+            table=table, plot=plot, progress=progress, processes=processes, executor=executor,
+            threads=threads, address=address, config=config,
+        )  # fmt: skip
+    _check_strategies(strategies, chosen_strategy, evaluate_test)
     if config is not None:
         write_resolved(config, output_dir)
         for name in strategies:
@@ -395,18 +555,7 @@ def run_comparison(
         "rows": compare_histories(
             histories, target["f1"], (target.get("reference") or {}).get("f1")
         ),
-        "curves": {
-            name: [
-                {
-                    "n_added": e["n_added"],
-                    "n_added_tokens": e.get("n_added_tokens"),
-                    "dev": e["dev"],
-                    "checkpoint": e["checkpoint"],
-                }
-                for e in history["iterations"]
-            ]
-            for name, history in histories.items()
-        },
+        "curves": _curves(histories),
         "test": None,
     }
     if evaluate_test is not None:
@@ -415,6 +564,118 @@ def run_comparison(
     atomic_write_text(table or output_dir / "comparison.md", comparison_markdown(result))
     plot_comparison(histories, plot or output_dir / "comparison.png", target["f1"])
     return result
+
+
+def _check_strategies(strategies: Sequence[str], chosen: str, evaluate_test: Path | None) -> None:
+    if not strategies:
+        raise UnknownStrategyError("give at least one strategy")
+    for name in strategies:
+        if name not in STRATEGIES:
+            raise UnknownStrategyError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
+    if evaluate_test is not None and chosen not in strategies:
+        raise UnknownStrategyError(f"[compare] chosen_strategy {chosen!r} is not compared")
+
+
+def _curves(histories: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [
+            {
+                "n_added": e["n_added"],
+                "n_added_tokens": e.get("n_added_tokens"),
+                "dev": e["dev"],
+                "checkpoint": e["checkpoint"],
+            }
+            for e in history["iterations"]
+        ]
+        for name, history in histories.items()
+    }
+
+
+def _run_seeded_comparison(
+    settings: LoopSettings,
+    output_dir: Path,
+    strategies: Sequence[str],
+    seeds: list[int],
+    *,
+    target: dict[str, Any],
+    evaluate_test: Path | None,
+    chosen_strategy: str,
+    output: Path | None,
+    table: Path | None,
+    plot: Path | None,
+    progress: bool,
+    processes: int,
+    executor: str,
+    threads: int | None,
+    address: str | None,
+    config: Config | None,
+) -> dict[str, Any]:
+    _check_strategies(strategies, chosen_strategy, evaluate_test)
+    if config is not None:
+        write_resolved(config, output_dir)
+        for seed in seeds:
+            for name in strategies:
+                seeded = with_strategy(config, name)
+                seeded["loop"]["seed"] = seed
+                write_resolved(seeded, seed_dir(output_dir, seed) / name)
+    histories = run_seeded_strategies(
+        settings, output_dir, strategies, seeds, processes=processes, executor=executor,
+        threads=threads, address=address, progress=progress,
+    )  # fmt: skip
+    gold_f1 = (target.get("reference") or {}).get("f1")
+    rows_by_seed = {
+        seed: compare_histories(histories[seed], target["f1"], gold_f1) for seed in seeds
+    }
+    first = histories[seeds[0]]
+    result: dict[str, Any] = {
+        "strategies": list(strategies),
+        "seeds": seeds,
+        "target": target,
+        "n_initial_expert": next(iter(first.values()))["n_initial_expert"],
+        "settings": {k: v for k, v in settings.to_dict().items() if k not in ("strategy", "seed")},
+        "rows": aggregate_seeds(rows_by_seed),
+        "per_seed": {
+            str(seed): {"rows": rows_by_seed[seed], "curves": _curves(histories[seed])}
+            for seed in seeds
+        },
+        "test": None,
+    }
+    if evaluate_test is not None:
+        chosen_dir = seed_dir(output_dir, seeds[0]) / chosen_strategy
+        result["test"] = evaluate_chosen_on_test(chosen_dir, evaluate_test)
+        result["test"]["seed"] = seeds[0]
+    atomic_write_json(output or output_dir / "comparison.json", result)
+    atomic_write_text(table or output_dir / "comparison.md", comparison_markdown(result))
+    plot_seeded_comparison(histories, plot or output_dir / "comparison.png", target["f1"])
+    return result
+
+
+def plot_seeded_comparison(
+    histories: dict[int, dict[str, dict[str, Any]]], path: Path, target_f1: float | None = None
+) -> Path:
+    """Mean dev F1 over seeds against expert sentences added, one line per strategy with a band
+    from the lowest to the highest seed (up to the shortest seed's run); written atomically."""
+    seeds = list(histories)
+    strategies = list(histories[seeds[0]])
+    with png_figure(path) as (_, ax):
+        for name in strategies:
+            runs = [histories[seed][name]["iterations"] for seed in seeds]
+            length = min(len(run) for run in runs)
+            added = [runs[0][i]["n_added"] for i in range(length)]
+            f1 = [[run[i]["dev"]["f1"] for run in runs] for i in range(length)]
+            mean = [sum(values) / len(values) for values in f1]
+            style = {"linestyle": "--", "color": "black"} if name == RANDOM else {}
+            (line,) = ax.plot(added, mean, marker="o", markersize=3, label=name, **style)
+            low, high = [min(v) for v in f1], [max(v) for v in f1]
+            ax.fill_between(added, low, high, alpha=0.15, color=line.get_color())
+        if target_f1 is not None:
+            ax.axhline(target_f1, color="grey", linestyle=":", label=f"target ({target_f1:.3f})")
+        ax.set_xlabel("expert sentences added by active learning")
+        ax.set_ylabel(f"dev entity F1 (mean of {len(seeds)} seeds, band: min-max)")
+        ax.set_title("Active learning: query strategies over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+    return Path(path)
 
 
 def run_comparison_from_config(
@@ -452,4 +713,5 @@ def run_comparison_from_config(
         threads=compare.threads,
         address=compare.address,
         config=config,
+        seeds=compare.seeds,
     )

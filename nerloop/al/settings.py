@@ -99,7 +99,7 @@ LOOP_KEYS = (
 MIX_KEYS = ("pool", "cheap_weight", "expert_weight")
 TRAINING_KEYS = ("initial_epochs", "finetune_epochs", "learn_rate", "dropout", "batch_words")
 TRAINING_KEYS += ("overrides",)
-COMPARE_KEYS = ("strategies", "target_fraction", "target_f1", "chosen_strategy")
+COMPARE_KEYS = ("strategies", "target_fraction", "target_f1", "chosen_strategy", "seeds")
 # the same [executor] section as configs/kfold.cfg (nerloop.executors.run_tasks)
 EXECUTOR_KEYS = ("executor", "processes", "threads", "address")
 HUB_KEYS = ("repo", "token_env", "endpoint", "private")
@@ -298,6 +298,8 @@ class CompareSettings:
     processes / executor / threads / address: As in ``nerloop.executors.run_tasks``.
     target_fraction / target_f1: The target dev F1: this share of the gold model's, or absolute.
     chosen_strategy: Whose chosen checkpoint is scored on test (``--evaluate-test``).
+    seeds: Run every strategy once per seed (``[loop] seed`` set to each) and report the mean
+        and spread (None: once, with the loop's seed).
     """
 
     strategies: tuple[str, ...] = tuple(STRATEGIES)
@@ -308,9 +310,12 @@ class CompareSettings:
     target_fraction: float = 0.95
     target_f1: float | None = None
     chosen_strategy: str = "entropy"
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_types(self)
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise SettingsError(f"[compare] seeds must be distinct and not empty: {self.seeds}")
         if not self.strategies:
             raise SettingsError("[compare] strategies: give at least one strategy")
         unknown = [name for name in self.strategies if name not in STRATEGIES]
@@ -410,6 +415,17 @@ def compare_settings(config: Config) -> CompareSettings:
     if isinstance(strategies, str):
         strategies = [name.strip() for name in strategies.split(",") if name.strip()]
     values["strategies"] = tuple(strategies)
+    seeds = values.get("seeds")
+    if isinstance(seeds, str):
+        seeds = [seed.strip() for seed in seeds.split(",") if seed.strip()]
+    elif isinstance(seeds, int):
+        seeds = [seeds]
+    if seeds is not None:
+        try:
+            seeds = tuple(int(seed) for seed in seeds)
+        except (TypeError, ValueError):
+            raise SettingsError(f"[compare] seeds must be integers, not {seeds!r}") from None
+    values["seeds"] = seeds
     return CompareSettings(**values)
 
 

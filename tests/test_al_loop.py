@@ -778,3 +778,44 @@ def test_compare_seeds_from_the_settings_file_or_the_command_line() -> None:
         compare_settings(load_al_config(config, {"compare.seeds": "1,1"}))
     with pytest.raises(SettingsError, match="seeds must be integers"):
         compare_settings(load_al_config(config, {"compare.seeds": "one,two"}))
+
+
+def test_final_mix_holds_every_expert_of_the_chosen_checkpoint(
+    corpus, uninterrupted: Path, tmp_path: Path
+) -> None:
+    from spacy.vocab import Vocab
+
+    from nerloop.al.checkpoints import open_store
+    from nerloop.al.final import FinalMixError, copy_chosen, final_experts, write_final_mix
+    from nerloop.corpus import meta
+    from nerloop.io_utils import read_docbin
+
+    history = json.loads((uninterrupted / "history.json").read_text())
+    chosen = history["chosen"]["checkpoint"]
+    manifest = json.loads(open_store(uninterrupted).manifest_path(chosen).read_text())
+    experts = final_experts(uninterrupted)
+    assert experts["checkpoint"] == chosen
+    assert experts["expert_ids"] == list(INITIAL_EXPERTS) + manifest["all_added_ids"]
+    assert experts["n_added"] == history["chosen"]["n_added"]
+    summary = write_final_mix(
+        uninterrupted, corpus["cheap"], corpus["gold"], tmp_path / "final.spacy",
+        tmp_path / "final.json",
+    )  # fmt: skip
+    docs = read_docbin(tmp_path / "final.spacy", Vocab())
+    by_source = {}
+    for doc in docs:
+        by_source.setdefault(doc.user_data["source"], set()).add(meta.sent_id(doc))
+    assert by_source["expert"] == set(experts["expert_ids"])
+    assert summary["from_run"]["checkpoint"] == chosen
+    gold = meta.by_sent_id(read_docbin(corpus["gold"], Vocab()))
+    for doc in docs:
+        if doc.user_data["source"] == "expert":  # the experts' labels are the gold ones
+            gold_ents = [(e.start, e.end, e.label_) for e in gold[meta.sent_id(doc)].ents]
+            assert [(e.start, e.end, e.label_) for e in doc.ents] == gold_ents
+    copied = copy_chosen(uninterrupted, tmp_path / "final_experiment")
+    assert (copied / "config.cfg").exists()
+    assert json.loads((copied / "nerloop_final.json").read_text())["checkpoint"] == chosen
+    copy_chosen(uninterrupted, tmp_path / "final_experiment")  # replaces the old copy
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    with pytest.raises(FinalMixError, match="run the active learning loop first"):
+        final_experts(tmp_path)

@@ -32,6 +32,7 @@ from typing import Any
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from nerloop.al.checkpoints import open_store
 from nerloop.al.human import EXPERT_FILE, iteration_dir, model_path, read_state
 from nerloop.corpus import meta
 from nerloop.errors import NerloopError
@@ -206,7 +207,19 @@ def _effort(docs: Sequence[Doc]) -> tuple[int, int]:
     return len(docs), sum(len(doc) for doc in docs)
 
 
-def rounds_report(state_dir: Path, dev_path: Path | None = None) -> dict[str, Any]:
+CHOICES = ("best", "last")
+
+
+def _round_model(state_dir: Path, state: dict[str, Any], row: dict[str, Any]) -> Path:
+    """The pipeline of a round: its checkpoint, or for round 0 the start model."""
+    if row["round"] == 0:
+        return Path(state["start_model"])
+    return open_store(state_dir).pipeline_path(row["checkpoint"])
+
+
+def rounds_report(
+    state_dir: Path, dev_path: Path | None = None, choose: str = "best"
+) -> dict[str, Any]:
     """The dev F1 of every round of a human loop beside the experts' effort.
 
     Round 0 is the start model (the cheap model) as the first update scored it; round i is the
@@ -216,9 +229,15 @@ def rounds_report(state_dir: Path, dev_path: Path | None = None) -> dict[str, An
 
     state_dir (Path): The state folder of ``scripts/al_human.py``.
     dev_path (Optional[Path]): The experts' dev DocBin (its sentences count as effort).
+    choose (str): Which round's model is the final one: ``best``, the highest dev F1 on the
+        experts' fixed dev sample (the earliest on ties; dev chooses, so its F1 is optimistic and
+        only a held-out test set tells the truth), or ``last``, the current model.
     RETURNS (dict): ``rounds`` (a row per scored round), ``dev`` (its effort and fingerprint),
-        ``final_model`` and ``pending`` (an iteration selected but not yet answered, or None).
+        ``chosen`` (the final round and why), ``final_model``, ``current_model`` and ``pending``
+        (an iteration selected but not yet answered, or None).
     """
+    if choose not in CHOICES:
+        raise NoGoldError(f"choose must be one of {', '.join(CHOICES)}, not {choose!r}")
     state = _state(state_dir)
     vocab = Vocab()
     dev_sentences, dev_tokens = (0, 0)
@@ -269,11 +288,20 @@ def rounds_report(state_dir: Path, dev_path: Path | None = None) -> dict[str, An
             "give the dev DocBin the updates were run with"
         )
     pending = state["pending"]
+    current = model_path(state_dir, state)
+    if choose == "best":
+        chosen = max(rows, key=lambda row: (row["dev_f1"], -row["round"]))
+        final = _round_model(state_dir, state, chosen)
+        rule = "highest dev F1 on the experts' dev sample (earliest on ties)"
+    else:
+        chosen, final, rule = rows[-1], current, "the last round"
     return {
         "state_dir": str(state_dir),
         "rounds": rows,
         "dev": dev,
-        "final_model": str(model_path(state_dir, state)),
+        "chosen": {"round": chosen["round"], "dev_f1": chosen["dev_f1"], "rule": rule},
+        "final_model": str(final),
+        "current_model": str(current),
         "pending": pending["iteration"] if pending else None,
     }
 
@@ -292,6 +320,13 @@ def rounds_markdown(report: dict[str, Any]) -> str:
             f"| {row['tokens']} | {row['al_sentences']} | {row['al_tokens']} "
             f"| {row['expert_sentences']} | {row['expert_tokens']} |"
         )
+    chosen = report.get("chosen")
+    if chosen is not None:
+        lines.append("")
+        lines.append(
+            f"Final model: round {chosen['round']} (dev F1 {chosen['dev_f1']:.4f}; "
+            f"{chosen['rule']})."
+        )
     dev = report["dev"]
     if dev is not None:
         lines.append("")
@@ -309,17 +344,19 @@ def write_rounds_report(
     dev_path: Path | None = None,
     markdown_path: Path | None = None,
     final_model_dir: Path | None = None,
+    choose: str = "best",
 ) -> dict[str, Any]:
-    """Write :func:`rounds_report` as JSON (and Markdown), and copy the current model.
+    """Write :func:`rounds_report` as JSON (and Markdown), and copy the final model.
 
     state_dir (Path): The state folder of ``scripts/al_human.py``.
     output_path (Path): The JSON report.
     dev_path (Optional[Path]): The experts' dev DocBin (counted as effort).
     markdown_path (Optional[Path]): The Markdown table.
-    final_model_dir (Optional[Path]): Copy the current model here (a fixed path to package).
+    final_model_dir (Optional[Path]): Copy the final model here (a fixed path to package).
+    choose (str): ``best`` (on the experts' dev sample) or ``last`` (see :func:`rounds_report`).
     RETURNS (dict): The report.
     """
-    report = rounds_report(state_dir, dev_path)
+    report = rounds_report(state_dir, dev_path, choose)
     if final_model_dir is not None:
         with atomic_path(final_model_dir) as tmp:
             shutil.copytree(report["final_model"], tmp)

@@ -29,16 +29,20 @@ def main(
         None, "--markdown", dir_okay=False, help="Markdown table to write"
     ),
     final_model_dir: Path | None = typer.Option(
-        None, "--final-model", file_okay=False, help="Copy the current model here"
+        None, "--final-model", file_okay=False, help="Copy the final model here"
+    ),
+    choose: str = typer.Option(
+        "best", help="The final model: best (dev F1 on the experts' dev sample) or last"
     ),
 ) -> None:
-    """Report dev F1 and expert effort per round; optionally copy the current model."""
+    """Report dev F1 and expert effort per round; optionally copy the final model."""
     report = write_rounds_report(
         state_dir,
         output_path,
         dev_path=dev_path,
         markdown_path=markdown_path,
         final_model_dir=final_model_dir,
+        choose=choose,
     )
     rows = [
         (
@@ -55,7 +59,11 @@ def main(
     msg.table(rows, header=header, aligns=("r",) * len(header))
     if report["pending"] is not None:
         msg.warn(f"iteration {report['pending']} is selected and waits for the experts")
-    msg.good(f"Wrote {output_path}; the current model is {report['final_model']}")
+    chosen = report["chosen"]
+    msg.good(
+        f"Wrote {output_path}; the final model is round {chosen['round']} "
+        f"(dev F1 {chosen['dev_f1']:.4f}, {chosen['rule']}): {report['final_model']}"
+    )
 
 
 app = typer.Typer(add_completion=False)

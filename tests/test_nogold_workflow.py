@@ -24,6 +24,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from nerloop.al.checkpoints import open_store
 from nerloop.al.human import STATE_FILE, HumanLoopError, select_for_experts
 from nerloop.al.settings import IterationSettings
 from nerloop.corpus import meta
@@ -315,7 +316,22 @@ def test_the_rounds_report_gives_dev_f1_and_expert_effort(workflow) -> None:
     table = [line.split(" | ")[:2] for line in markdown.splitlines() if line.startswith("| ")]
     assert table[1:] == [[f"| {row['round']}", f"{row['dev_f1']:.4f}"] for row in rows]
     assert f"Expert totals include the dev sample: {DEV_SIZE} sentences" in markdown
-    assert report["final_model"] == str(workflow["state"] / state["model"])
+    # the final model is the round best on the experts' dev sample; the current one is the last
+    best = max(rows, key=lambda row: (row["dev_f1"], -row["round"]))
+    assert report["chosen"]["round"] == best["round"]
+    assert report["current_model"] == str(workflow["state"] / state["model"])
+    expected = (
+        state["start_model"]
+        if best["round"] == 0
+        else str(open_store(workflow["state"]).pipeline_path(best["checkpoint"]))
+    )
+    assert report["final_model"] == expected
+    assert f"Final model: round {best['round']} (dev F1 {best['dev_f1']:.4f}" in markdown
+    last = rounds_report(workflow["state"], workflow["dev_path"], choose="last")
+    assert last["final_model"] == last["current_model"] == report["current_model"]
+    assert last["chosen"]["round"] == rows[-1]["round"]
+    with pytest.raises(NoGoldError, match="choose must be one of best, last"):
+        rounds_report(workflow["state"], workflow["dev_path"], choose="first")
     final = spacy.load(workflow["final_model"])
     assert final.get_pipe("bio_ner").labels == LABELS
 

@@ -37,6 +37,7 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train_while_improving
 from tqdm import tqdm
 
+from nerloop.corpus import meta
 from nerloop.errors import NerloopError, SettingsError
 from nerloop.eval.pipeline import (
     TAGGER_NAME,
@@ -538,6 +539,17 @@ def finetune(
         raise TrainingDataError(
             f"the pipeline has no {TAGGER_NAME!r} component (it has {nlp.pipe_names}): train "
             "or load a nerloop pipeline (configs/tagger_*.cfg)"
+        )
+    # A Doc of loss weight 0 (the cheap sentences with cheap_weight 0: learning from the experts
+    # alone) adds nothing to any gradient (bio_ner's get_loss), but costs a forward and backward
+    # pass: with the 14,041 cheap sentences of the ChatGPT set and a few hundred experts that is
+    # almost the whole cost of an epoch. They are left out of the batches.
+    n_given = len(train_docs)
+    train_docs = [doc for doc in train_docs if meta.weight(doc) > 0]
+    if not train_docs:
+        raise TrainingDataError(
+            f"all {n_given} training Docs have loss weight 0, so there is nothing to learn: "
+            "give some Docs a positive weight (e.g. expert sentences, or cheap_weight > 0)"
         )
     # A frozen encoder's features are computed once into its store (a no-op when stored).
     ensure_features(nlp, [*train_docs, *dev_docs], progress=progress)

@@ -304,3 +304,18 @@ def test_doc_keys_depend_on_the_words_only() -> None:
     assert doc_key(["a b"]) != doc_key(["a", "b"])
     assert doc_key(["ab"]) != doc_key(["a", "b"])
     assert len(doc_key([])) == 16
+
+
+def test_metrics_name_the_frozen_encoder_as_such(tiny_bert: Path) -> None:
+    from nerloop.eval.evaluate import tok2vec_kind
+    from nerloop.report.model_table import tok2vec_name
+
+    frozen = spacy.util.load_model_from_config(frozen_config(tiny_bert, None), auto_fill=True)
+    cnn = spacy.util.load_model_from_config(
+        spacy.util.load_config(ROOT / "configs" / "tagger_cnn.cfg"), auto_fill=True
+    )
+    assert (tok2vec_kind(frozen), tok2vec_kind(cnn)) == ("frozen transformer", "CNN")
+    assert tok2vec_name({"tok2vec": "frozen transformer", "pipeline": ["bio_ner"]}) == (
+        "frozen transformer"
+    )
+    assert tok2vec_name({"pipeline": ["transformer", "bio_ner"]}) == "transformer"  # older

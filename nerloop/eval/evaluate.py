@@ -34,6 +34,16 @@ def select_on_dev(training_dir: Path, dev_path: Path, batch_size: int = 64) -> t
     return chosen, dev_scores
 
 
+def tok2vec_kind(nlp) -> str:
+    """``transformer`` (a fine-tuned transformer component), ``frozen transformer`` (the
+    tagger's tok2vec holds ``nerloop.FrozenTransformer.v1``) or ``CNN``."""
+    if "transformer" in nlp.pipe_names:
+        return "transformer"
+    if "nerloop.FrozenTransformer" in nlp.config.to_str():
+        return "frozen transformer"
+    return "CNN"
+
+
 def evaluate_model(
     model_path: Path, name: str, splits: dict[str, Path], batch_size: int = 64
 ) -> dict:
@@ -55,7 +65,12 @@ def evaluate_model(
         }
         known["dev"] = dev_scores[model_path.name]  # already measured: not predicted twice
     nlp = load_pipeline(model_path)
-    result = {"model": name, "path": str(model_path), "pipeline": nlp.pipe_names}
+    result = {
+        "model": name,
+        "path": str(model_path),
+        "pipeline": nlp.pipe_names,
+        "tok2vec": tok2vec_kind(nlp),
+    }
     if selection:
         result["selection"] = selection
     meta_path = model_path / "meta.json"

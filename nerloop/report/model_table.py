@@ -15,7 +15,10 @@ def study_f1(result: dict) -> float | None:
 
 
 def tok2vec_name(result: dict) -> str:
-    """``transformer`` when the pipeline has a transformer component, else ``CNN``."""
+    """What ``evaluate`` recorded (``nerloop.eval.evaluate.tok2vec_kind``); for metrics from
+    before it, ``transformer`` when the pipeline has a transformer component, else ``CNN``."""
+    if "tok2vec" in result:
+        return result["tok2vec"]
     return "transformer" if "transformer" in result.get("pipeline", []) else "CNN"
 
 

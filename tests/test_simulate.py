@@ -73,3 +73,45 @@ def test_simulated_experts_answer_exported_tasks_with_the_gold_entities(tmp_path
     changed = [dict(tasks[0], data={**tasks[0]["data"], "text": "Something else ."})]
     with pytest.raises(SettingsError, match="its text is not the gold sentence's"):
         expert_answers(changed, meta.by_sent_id(gold))
+
+
+def test_the_simulated_no_gold_workflow_runs_every_step_and_resumes(tmp_path) -> None:
+    """scripts/simulate_nogold on 40 tiny sentences: the user's CLIs in order, one round."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nerloop.io_utils import write_docbin
+    from tests.tiny_corpus import gold_docs
+
+    root = Path(__file__).parent.parent
+    train, test = tmp_path / "train.spacy", tmp_path / "test.spacy"
+    write_docbin(train, gold_docs(40))
+    write_docbin(test, gold_docs(8, split="test"))
+    command = [
+        sys.executable, "-m", "scripts.simulate_nogold", str(train), str(test),
+        str(tmp_path / "run"), str(tmp_path / "metrics"),
+        "--labels", str(root / "nerloop" / "schemes" / "conll2003.cfg"),
+        "--config", str(root / "configs" / "tagger_tiny.cfg"), "--features", str(tmp_path / "f"),
+        "--dev-size", "8", "--epochs", "3", "--rounds", "1", "--batch", "4",
+        "--miss-rate", "0.5", "--wrong-label-rate", "0.0",
+    ]  # fmt: skip
+    first = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout + first.stderr
+    summary = json.loads((tmp_path / "metrics" / "nogold_summary.json").read_text())
+    assert summary["llm_label_quality"]["precision"] == 1.0  # missed entities, no wrong label
+    assert summary["llm_label_quality"]["recall"] < 1.0
+    rounds = summary["rounds"]
+    assert [row["round"] for row in rounds] == [0, 1]
+    assert rounds[1]["sentences"] == 4 and rounds[1]["expert_sentences"] == 8 + 4
+    assert set(summary["f1"]) == {"cheap", "final"}
+    assert {"simulate_llm", "dev_sample", "train_cheap", "update_1"} <= set(
+        summary["seconds_this_run"]
+    )
+    # a rerun finds every step done: it only reports again
+    again = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rerun = json.loads((tmp_path / "metrics" / "nogold_summary.json").read_text())
+    assert set(rerun["seconds_this_run"]) == {"total"}
+    assert rerun["f1"] == summary["f1"] and rerun["rounds"] == rounds

@@ -3,7 +3,7 @@ the gold model's test F1 (``nerloop.al.budget_test``): the headline's 1%, 2% and
 
     python -m scripts.budget_test training/chatgpt/headline corpus/test.spacy \
         metrics/chatgpt/headline.json --budgets 141,282,705 --reference metrics/gold_exp.json \
-        --pool corpus/cheap/chatgpt.spacy
+        --pool corpus/cheap/chatgpt.spacy --comparison metrics/chatgpt/headline_compare.json
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def main(
     pool: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="The pool DocBin (budgets as its percentage)"
     ),
+    comparison: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="al-compare's JSON if not in COMPARE_DIR"
+    ),
 ) -> None:
     """Score each strategy's checkpoint at each budget on test, once."""
     try:
@@ -48,6 +51,7 @@ def main(
         reference_test_f1=reference_f1,
         reference_name=reference_name,
         pool_size=pool_size,
+        comparison_path=comparison,
     )
     write_budget_table(result, output)
     typer.echo(budget_markdown(result))

@@ -764,6 +764,15 @@ def test_compare_over_seeds_runs_each_seed_in_its_folder(
     assert f"| random | {start['test_f1_mean']:.4f} ± 0.0000 (" in budget_markdown(budgets)
     with pytest.raises(BudgetTestError, match="no checkpoint with 999 added sentences"):
         evaluate_budgets(tmp_path / "compare", corpus["dev"], [999])
+    # al-compare --output put the comparison elsewhere
+    moved = tmp_path / "elsewhere.json"
+    (tmp_path / "compare" / "comparison.json").rename(moved)
+    with pytest.raises(BudgetTestError, match="run al-compare first"):
+        evaluate_budgets(tmp_path / "compare", corpus["dev"], [n_added])
+    elsewhere = evaluate_budgets(
+        tmp_path / "compare", corpus["dev"], [n_added], comparison_path=moved
+    )
+    assert elsewhere["rows"] == again["rows"]
 
 
 def test_compare_seeds_from_the_settings_file_or_the_command_line() -> None:

@@ -76,6 +76,7 @@ def evaluate_budgets(
     reference_name: str = "gold",
     pool_size: int | None = None,
     batch_size: int = 64,
+    comparison_path: Path | str | None = None,
 ) -> dict[str, Any]:
     """Score every strategy's checkpoint at each budget on test; their share of the reference.
 
@@ -85,11 +86,13 @@ def evaluate_budgets(
     reference_test_f1 (Optional[float]): The gold model's test F1 (the share's denominator).
     reference_name (str): Its name in the table.
     pool_size (Optional[int]): Sentences a budget is a percentage of (train relabelled).
+    comparison_path (Optional[Path]): The comparison's JSON when al-compare wrote it elsewhere
+        (``--output``; default ``compare_dir/comparison.json``).
     RETURNS (dict): ``rows`` (one per strategy: per budget the test F1 of each seed, their mean
         and spread, and the share of the reference), written by ``write_budget_table``.
     """
     compare_dir = Path(compare_dir)
-    comparison_path = compare_dir / "comparison.json"
+    comparison_path = Path(comparison_path or compare_dir / "comparison.json")
     if not comparison_path.exists():
         raise BudgetTestError(f"{comparison_path} does not exist: run al-compare first")
     comparison = json.loads(comparison_path.read_text(encoding="utf8"))

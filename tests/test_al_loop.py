@@ -70,6 +70,17 @@ def uninterrupted(corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     return output
 
 
+def from_start_model(corpus: dict[str, Path], uninterrupted: Path) -> LoopSettings:
+    """One iteration from the uninterrupted run's start model, used as it is."""
+    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
+    return replace(
+        tiny_settings(corpus, max_iterations=1),
+        init_model=str(init_model),
+        init_config=None,
+        initial_epochs=None,
+    )
+
+
 def test_stop_rule() -> None:
     rule = {"improvement_threshold": 0.01, "min_iterations": 2, "max_iterations": 4}
     history = [{"iteration": 0, "gain": None}, {"iteration": 1, "gain": 0.0}]
@@ -422,13 +433,7 @@ def test_strategies_in_parallel_processes_match_the_serial_run(
     corpus, uninterrupted: Path, tmp_path: Path
 ) -> None:
     """--processes 2 runs each strategy in its own process: same selections and scores."""
-    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
-    settings = replace(
-        tiny_settings(corpus, max_iterations=1),
-        init_model=str(init_model),
-        init_config=None,
-        initial_epochs=None,
-    )
+    settings = from_start_model(corpus, uninterrupted)
     runs = {}
     for processes in (1, 2):
         histories = al_compare.run_strategies(
@@ -618,13 +623,7 @@ def test_strategies_as_ray_tasks_match_the_serial_run(
 ) -> None:
     """executor ray (the grid's engine too) gives the serial run's selections and scores."""
     pytest.importorskip("ray")
-    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
-    settings = replace(
-        tiny_settings(corpus, max_iterations=1),
-        init_model=str(init_model),
-        init_config=None,
-        initial_epochs=None,
-    )
+    settings = from_start_model(corpus, uninterrupted)
     runs = {}
     for executor in ("serial", "ray"):
         histories = al_compare.run_strategies(
@@ -701,13 +700,7 @@ def test_seeds_are_averaged_with_their_spread_and_reach_counts() -> None:
 def test_compare_over_seeds_runs_each_seed_in_its_folder(
     corpus, uninterrupted: Path, tmp_path: Path
 ) -> None:
-    init_model = uninterrupted / "checkpoints" / "active_iter_0_added_0"
-    settings = replace(
-        tiny_settings(corpus, max_iterations=1),
-        init_model=str(init_model),
-        init_config=None,
-        initial_epochs=None,
-    )
+    settings = from_start_model(corpus, uninterrupted)
     result = al_compare.run_comparison(
         settings,
         tmp_path / "compare",
